@@ -1,0 +1,5 @@
+"""``python -m ivr`` is the ``csat`` command."""
+
+from ivr.cli import app
+
+app()

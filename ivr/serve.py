@@ -1,0 +1,110 @@
+"""``csat serve``: one process with the AMI listener, the FastAGI survey server and the scheduler.
+
+The three parts fail independently: AMI down → surveys still run (offers are then decided by the
+survey leg itself); database down → answers go to the spool and the scheduler replays them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass, field
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.exc import SQLAlchemyError
+
+from ivr.ami_listener import AmiListener
+from ivr.db import finalize_orphaned_surveys, make_engine
+from ivr.fastagi_server import FastAgiServer
+from ivr.models import utcnow
+from ivr.offers import OfferService
+from ivr.prompts import build_prompts, missing_prompts
+from ivr.settings import Settings
+from ivr.spool import Spool
+from ivr.store import CallStore
+from ivr.survey_leg import SurveyLeg
+
+log = logging.getLogger("csat.serve")
+
+
+@dataclass
+class Service:
+    settings: Settings
+    store: CallStore
+    offers: OfferService
+    leg: SurveyLeg
+    agi: FastAgiServer
+    listener: AmiListener
+    scheduler: BackgroundScheduler
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        self.agi.start()
+        self.listener.start()
+        self.scheduler.start()
+        log.info(
+            "csat serving", extra={"agi_port": self.settings.agi.port, "ami_port": self.settings.ami.port}
+        )
+
+    def stop(self) -> None:
+        if self.stopped.is_set():
+            return
+        self.stopped.set()
+        self.agi.stop()
+        self.listener.stop()
+        self.scheduler.shutdown(wait=False)
+        self.store.engine.dispose()
+        log.info("csat stopped")
+
+
+def build_service(settings: Settings) -> Service:
+    missing = missing_prompts(settings)
+    if missing:
+        log.info("building missing prompts", extra={"count": len(missing)})
+        build_prompts(settings)
+    engine = make_engine(settings.resolved_database_url)
+    store = CallStore(engine, Spool(settings.spool_dir))
+    offers = OfferService(settings, store)
+    leg = SurveyLeg(settings, store, offers)
+    agi = FastAgiServer(settings.agi.host, settings.agi.port, leg)
+    listener = AmiListener(settings, store, offers)
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(
+        store.replay_spool,
+        "interval",
+        seconds=settings.spool_replay_interval_s,
+        id="spool-replay",
+        max_instances=1,
+        coalesce=True,
+    )
+    return Service(settings, store, offers, leg, agi, listener, scheduler)
+
+
+def serve(settings: Settings) -> None:
+    service = build_service(settings)
+    store = service.store
+    applied, left = store.replay_spool()
+    if applied or left:
+        log.info("spool replayed at start", extra={"applied": applied, "left": left})
+    try:
+        orphaned = finalize_orphaned_surveys(store.engine, utcnow())
+        if orphaned:
+            log.warning("closed surveys left open by a previous csat process", extra={"count": orphaned})
+    except SQLAlchemyError as exc:
+        log.error("database unavailable at start; answers will be spooled", extra={"error": str(exc)[:200]})
+
+    stop_requested = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received, stopping", extra={"signal": signum})
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    service.start()
+    try:
+        stop_requested.wait()
+    finally:
+        service.stop()

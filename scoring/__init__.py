@@ -1,0 +1,1 @@
+"""csat scoring: turns stored answers into the figures supervisors and trainers act on."""
