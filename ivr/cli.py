@@ -49,10 +49,20 @@ def serve() -> None:
     """Run the AMI listener, the FastAGI survey server and the scheduler (until SIGTERM/Ctrl-C)."""
     settings = _settings()
     _logging(settings)
+    from sqlalchemy.exc import SQLAlchemyError
+
     from ivr.migrate import schema_is_current
     from ivr.serve import serve as run
 
-    if not schema_is_current(settings.resolved_database_url):
+    try:
+        current = schema_is_current(settings.resolved_database_url)
+    except SQLAlchemyError as exc:
+        # Calls must not wait for the database: surveys run, answers are spooled and replayed later.
+        typer.echo(
+            f"csat: database unreachable ({str(exc).splitlines()[0]}); answers will be spooled", err=True
+        )
+        current = True
+    if not current:
         typer.echo("csat: the database schema is missing; run `csat db upgrade` first", err=True)
         raise typer.Exit(2)
     run(settings)

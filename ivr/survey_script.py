@@ -99,6 +99,8 @@ def run_survey(
                 outcome.reason = f"no_valid_answer:{question.key}"
                 channel.play(plan.goodbye)
                 return outcome
+            if given.question.type == "comment" and given.recording is None:
+                continue  # the caller left no message: nothing to store, the survey goes on
             outcome.answers.append(given)
             on_answer(given)
         outcome.state = SurveyState.COMPLETED
