@@ -126,9 +126,9 @@ def _ask_one(
     plan: SurveyPlan,
 ) -> tuple[GivenAnswer | None, int]:
     if question.type == "comment":
-        prompt_counter += 1
-        channel.announce_prompt(prompt_counter)
         channel.play(prompts.first)
+        prompt_counter += 1
+        channel.announce_prompt(prompt_counter)  # the caller can act once the beep-and-record starts
         path = plan.recording_path(question)
         try:
             kept = channel.record(path, question.max_record_s)

@@ -30,6 +30,7 @@ AGENTS = ["agent1", "agent2", "agent3"]
 ROUTES = {
     "support": "100",
     "nps": "110",
+    "comment": "120",
     "minimum": "130",
     "sampled": "140",
     "excluded": "150",
@@ -59,10 +60,25 @@ SURVEYS = {
         "thanks_text": "Thanks.",
         "goodbye_text": "Goodbye.",
     },
+    "withcomment": {
+        "intro_text": None,
+        "questions": [
+            _q("csat", "csat", "Rate the agent from 1 to 5."),
+            {
+                "key": "comment",
+                "type": "comment",
+                "text": "Say a few words after the tone.",
+                "max_record_s": 10,
+            },
+        ],
+        "thanks_text": "Thanks.",
+        "goodbye_text": "Goodbye.",
+    },
 }
 QUEUE_POLICIES = {
     "support": {"survey": "main"},
     "nps": {"survey": "npsonly"},
+    "comment": {"survey": "withcomment"},
     "minimum": {"survey": "main", "min_talk_seconds": 30},
     "sampled": {"survey": "main", "sampling_rate": 0.0},
     "cooldown": {"survey": "main", "cooldown_days": 1},

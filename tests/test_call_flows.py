@@ -119,6 +119,29 @@ def test_nps_ten_and_zero(centre: Centre) -> None:
         assert centre.answers(row.uniqueid)["nps"].value == expected
 
 
+def test_comment_question_records_on_asterisk(centre: Centre) -> None:
+    """RECORD FILE really runs after the comment prompt and '#' ends it. SIPp callers send no audio,
+    so the file holds no speech and, as designed, no comment row is stored; the survey completes.
+    """
+    observer = centre.rig.observer()
+    try:
+        number, result = one_call(centre, "4", "P", exten=ROUTES["comment"])
+        assert result.ok, result.error
+        row = centre.call_row(number)
+        records = [
+            e
+            for e in observer.snapshot()
+            if e.get("Event") == "AGIExecStart"
+            and e.get("Uniqueid") == row.uniqueid
+            and e.get("Command", "").startswith("RECORD FILE")
+        ]
+    finally:
+        observer.close()
+    assert len(records) == 1 and f"{row.uniqueid}-comment" in records[0]["Command"]
+    assert row.survey_state == "completed"
+    assert {k: a.value for k, a in centre.answers(row.uniqueid).items()} == {"csat": 4}
+
+
 def test_star_and_pound_are_not_answers(centre: Centre) -> None:
     number, result = one_call(centre, "S", "P", "4", "1", "7P")
     assert result.ok, result.error
@@ -202,6 +225,36 @@ def test_csat_stopped_mid_call_caller_hears_goodbye(centre: Centre) -> None:
     row = centre.call_row(number, ended=False)
     assert row.survey_state == "partial" and row.reason == "csat_stopped_during_survey"
     assert {k: a.value for k, a in centre.answers(row.uniqueid).items()} == {"csat": 2}
+
+
+def test_csat_down_caller_hears_goodbye(centre: Centre) -> None:
+    """With csat not running at all, AGI() fails at once and the dialplan says goodbye: no silence."""
+    observer = centre.rig.observer()
+    centre.rig.csat.stop()
+    try:
+        number, result = one_call(centre, "4", "1", "9P")
+        assert result.ok, result.error  # Asterisk ended the call cleanly
+        assert result.prompts == 0
+        caller = [
+            e
+            for e in observer.snapshot()
+            if e.get("Event") == "Newchannel" and e.get("CallerIDNum") == number
+        ]
+        assert caller, "the call never reached Asterisk"
+        uniqueid = caller[0]["Uniqueid"]
+        apps = [
+            (e.get("Application"), e.get("AppData", ""))
+            for e in observer.snapshot()
+            if e.get("Event") == "Newexten" and e.get("Uniqueid") == uniqueid
+        ]
+        agi = [i for i, (app, _) in enumerate(apps) if app == "AGI"]
+        goodbye = [i for i, (app, data) in enumerate(apps) if app == "Playback" and data.endswith("/goodbye")]
+        assert agi and goodbye and goodbye[0] > agi[0], apps
+    finally:
+        observer.close()
+        centre.rig.csat.mark_log()
+        centre.rig.csat.start()
+    assert centre.call_rows(number) == []  # nothing was listening: csat cannot know of this call
 
 
 def test_ami_cut_and_restored_during_calls(centre: Centre) -> None:

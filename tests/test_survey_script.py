@@ -270,8 +270,9 @@ def test_comment_question_records_a_file(tmp_path: Path) -> None:
     outcome, rec = run(questions, ch, tmp_path)
     path = tmp_path / "rec" / "call-comment.wav"
     assert outcome.state == SurveyState.COMPLETED
-    assert [e[0] for e in ch.log] == ["announce", "ask", "announce", "play", "record", "play"]
-    assert ch.log[3] == ("play", "p/comment")  # the question is played, then the beep + recording
+    # the question is played, then the caller is told to act as the beep-and-record starts
+    assert [e[0] for e in ch.log] == ["announce", "ask", "play", "announce", "record", "play"]
+    assert ch.log[2] == ("play", "p/comment")
     assert ch.log[4] == ("record", path, 20)
     assert values(rec.answers) == [("csat", 5, 1, 1), ("comment", None, 1, 2)]
     assert rec.answers[1].recording == str(path)
@@ -327,7 +328,7 @@ def test_announce_prompt_counts_every_ask_including_reprompts(tmp_path: Path) ->
     questions = [*DEFAULT, q("comment", "comment")]
     run(questions, ch, tmp_path)
     assert ch.announces() == [1, 2, 3, 4, 5, 6, 7]
-    # each announce comes right before the prompt it numbers
+    # each announce comes right before the prompt it numbers (for a comment: before the recording)
     pairs = [(ch.log[i][1], ch.log[i + 1][1]) for i in range(len(ch.log) - 1) if ch.log[i][0] == "announce"]
     assert pairs == [
         (1, "p/csat"),
@@ -336,7 +337,7 @@ def test_announce_prompt_counts_every_ask_including_reprompts(tmp_path: Path) ->
         (4, "p/fcr"),
         (5, "p/nps"),
         (6, "p/nps-invalid"),
-        (7, "p/comment"),
+        (7, tmp_path / "rec" / "call-comment.wav"),
     ]
     assert ("announce", 8) not in ch.log  # thanks is not a numbered prompt
 
