@@ -8,9 +8,11 @@ script in it runs) and it puts the repository root on ``sys.path`` for ``ivr``.
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import platform
+import shutil
 import socket
 import statistics
 import sys
@@ -27,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from ivr.asterisk_runner import AmiUser, asterisk_available  # noqa: E402
+from ivr.asterisk_runner import DEMO_TEMPLATE_DIR, AmiUser, asterisk_available  # noqa: E402
 from ivr.caller_hash import caller_hash  # noqa: E402
 from ivr.simulate.rig import RigPorts, json_env  # noqa: E402
 from ivr.simulate.sipp_runner import sipp_available  # noqa: E402
@@ -80,6 +82,8 @@ def preflight(agent_count: int, ports: RigPorts = BENCH_PORTS) -> None:
 
 def _busy(kind: int, port: int) -> bool:
     with socket.socket(socket.AF_INET, kind) as sock:
+        if kind == socket.SOCK_STREAM:  # TIME_WAIT leftovers do not stop Asterisk or csat (SO_REUSEADDR)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
@@ -95,6 +99,23 @@ def work_dir(given: str | None, prefix: str) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         return path
     return Path(tempfile.mkdtemp(prefix=f"csat-{prefix}-", dir="/tmp"))
+
+
+def autofill_templates(work: Path) -> Path:
+    """A copy of the demo Asterisk templates whose queues.conf [general] says ``autofill = yes``.
+
+    Without it (the demo config; Asterisk 16's default is no) only the head caller of a queue rings an
+    agent, and the others re-check their turn once a second: the queue connects ~1 caller per second
+    however many agents are free, so 100 callers can never be in the survey at once.
+    """
+    target = work / "asterisk-templates"
+    shutil.copytree(DEMO_TEMPLATE_DIR, target, dirs_exist_ok=True)
+    queues = target / "queues.conf"
+    text = queues.read_text()
+    if "[general]\n" not in text:
+        raise SystemExit(f"{DEMO_TEMPLATE_DIR}/queues.conf has no [general] section to add autofill to")
+    queues.write_text(text.replace("[general]\n", "[general]\nautofill = yes\n", 1))
+    return target
 
 
 def question(key: str, type_: str, text: str, timeout_s: float) -> dict[str, Any]:
@@ -223,6 +244,14 @@ def index_callers(events: Iterable[dict[str, str]], case_ids: set[str]) -> dict[
     return by_case
 
 
+def dump_events(events: Iterable[dict[str, str]], path: Path) -> Path:
+    """Every AMI event kept, one JSON object a line, for a later look at one call."""
+    with path.open("w") as out:
+        for e in events:
+            out.write(json.dumps(e) + "\n")
+    return path
+
+
 # ----------------------------------------------------------------------------------------- figures
 def percentile(values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100); NaN for no values."""
@@ -309,6 +338,16 @@ def kib(value: str) -> int:
     return int(value.split()[0]) if value else 0
 
 
+def listen_overflows() -> dict[str, int]:
+    """Machine-wide TCP accept-queue overflow counters (TcpExt ListenOverflows/ListenDrops)."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for head, values in zip(lines[::2], lines[1::2], strict=False):
+        if head.startswith("TcpExt:"):
+            table = dict(zip(head.split()[1:], (int(v) for v in values.split()[1:]), strict=False))
+            return {k: table.get(k, 0) for k in ("ListenOverflows", "ListenDrops")}
+    return {}
+
+
 def machine_cpu_ticks() -> tuple[int, int]:
     """(busy, total) jiffies of the whole machine from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -357,13 +396,15 @@ class ProcSampler:
     def peak_percent(self, name: str, window_s: float = 1.0) -> float:
         """Highest CPU % of one core of ``name`` over any ``window_s`` window of samples."""
         best = 0.0
-        pts = [(t, c[name]) for t, c, _ in self.samples if name in c]
+        pts = [(t, cpu[name]) for t, cpu, _ in self.samples if name in cpu]
         j = 0
         for i in range(len(pts)):
-            while j < i and pts[i][0] - pts[j][0] > window_s:
+            # the latest sample at least window_s before sample i
+            while j + 1 < i and pts[i][0] - pts[j + 1][0] >= window_s:
                 j += 1
-            if j < i and pts[i][0] - pts[j][0] >= window_s * 0.9:
-                best = max(best, 100.0 * (pts[i][1] - pts[j][1]) / (pts[i][0] - pts[j][0]))
+            span = pts[i][0] - pts[j][0]
+            if span >= window_s:
+                best = max(best, 100.0 * (pts[i][1] - pts[j][1]) / span)
         return best
 
     def machine_busy_percent(self) -> float:

@@ -76,8 +76,8 @@ def build_cases(n: int, seed: int) -> tuple[list[CallCase], dict[str, dict[str, 
 
 def measure(
     cases: list[CallCase], results: list[CallResult], events: list[dict[str, str]]
-) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
-    """Per-metric lists of ms, and case ids without a measurement grouped by reason."""
+) -> tuple[dict[str, list[float]], dict[str, list[str]], list[list[str]]]:
+    """Per-metric lists of ms, case ids without a measurement grouped by reason, and per-call CSV rows."""
     callers = c.index_callers(events, {case.case_id for case in cases})
     metrics: dict[str, list[float]] = {
         "bye_to_prompt": [],
@@ -88,6 +88,7 @@ def measure(
         "bye_to_first_cmd": [],
     }
     missing: dict[str, list[str]] = {}
+    per_call: list[list[str]] = []
     for case, result in zip(cases, results, strict=True):
         ce = callers.get(case.case_id)
         reason = None
@@ -117,7 +118,13 @@ def measure(
         if ce.first_agi is not None:
             metrics["bye_to_first_cmd"].append((c.ts(ce.first_agi) - bye) * 1000)
             metrics["first_cmd_to_prompt"].append((prompt - c.ts(ce.first_agi)) * 1000)
-    return metrics, missing
+        complete = "" if ce.agent_complete is None else f"{(prompt - c.ts(ce.agent_complete)) * 1000:.2f}"
+        first_cmd = "" if ce.first_agi is None else f"{(c.ts(ce.first_agi) - bye) * 1000:.2f}"
+        agent = (ce.agent_connect or {}).get("MemberName", "")
+        per_call.append(
+            [case.case_id, ce.uniqueid, agent, f"{(prompt - bye) * 1000:.2f}", complete, first_cmd]
+        )
+    return metrics, missing, per_call
 
 
 def check_answers(
@@ -182,7 +189,13 @@ def main() -> int:
         good, checked = check_answers(rig.data_dir / "csat.sqlite3", expected)
     runtime = time.monotonic() - started
 
-    metrics, missing = measure(cases, results, events)
+    metrics, missing, per_call = measure(cases, results, events)
+    c.dump_events(events, work / "ami-events.jsonl")
+    with (work / "dead_air.csv").open("w") as out:
+        out.write(
+            "case_id,caller_uniqueid,agent,bye_to_prompt_ms,complete_to_prompt_ms,bye_to_first_cmd_ms\n"
+        )
+        out.writelines(",".join(row) + "\n" for row in per_call)
     failed = [r for r in results if not r.ok]
     dead = metrics["bye_to_prompt"]
     print()
@@ -213,6 +226,7 @@ def main() -> int:
     verdict = "PASS" if enough and p95 <= GOAL_P95_MS else "FAIL"
     note = "" if enough else f" (only {len(dead)} calls measured, need >= 50)"
     print(f"{verdict}: dead air p95 {p95:.1f} ms vs goal <= {GOAL_P95_MS:.0f} ms{note}")
+    print(f"per-call figures: {work / 'dead_air.csv'}; AMI events: {work / 'ami-events.jsonl'}")
     print(f"runtime {runtime:.0f} s; load average now {c.loadavg()}")
     return 0 if verdict == "PASS" else 1
 

@@ -117,7 +117,15 @@ def _number(event: Mapping[str, str]) -> str | None:
 
 #: The only events the tracker reads; the listener can drop everything else before parsing.
 TRACKED_EVENTS = frozenset(
-    {"QueueCallerJoin", "AgentConnect", "AgentComplete", "QueueCallerAbandon", "HangupRequest", "Hangup"}
+    {
+        "QueueCallerJoin",
+        "AgentConnect",
+        "AgentComplete",
+        "QueueCallerAbandon",
+        "HangupRequest",
+        "SoftHangupRequest",
+        "Hangup",
+    }
 )
 
 
@@ -217,7 +225,8 @@ class CallTracker:
     def _on_abandon(self, uniqueid: str, ev: Mapping[str, str]) -> list[Effect]:
         """Asterisk raises QueueCallerAbandon both when the caller hangs up in the queue and when the
         queue times out with the caller still on the line; only the first is an abandon, and only the
-        first is preceded by the caller's HangupRequest (measured on Asterisk 16).
+        first is preceded by a HangupRequest (the caller's BYE) or a SoftHangupRequest (hung up from
+        the PBX side) on the caller's channel (measured on Asterisk 16).
         """
         at = event_time(ev)
         call = self._calls.get(uniqueid)
@@ -269,6 +278,7 @@ _HANDLERS = {
     "AgentConnect": CallTracker._on_connect,
     "AgentComplete": CallTracker._on_complete,
     "QueueCallerAbandon": CallTracker._on_abandon,
-    "HangupRequest": CallTracker._on_hangup_request,
+    "HangupRequest": CallTracker._on_hangup_request,  # the caller's BYE
+    "SoftHangupRequest": CallTracker._on_hangup_request,  # hung up by Asterisk (AMI Hangup, CLI)
     "Hangup": CallTracker._on_hangup,
 }

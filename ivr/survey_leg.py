@@ -56,20 +56,11 @@ class SurveyRequest:
         )
 
 
-@dataclass
-class SurveyStats:
-    started: int = 0
-    completed: int = 0
-    partial: int = 0
-    answers: int = 0
-
-
 class SurveyLeg:
     def __init__(self, settings: Settings, store: CallStore, offers: OfferService) -> None:
         self._settings = settings
         self._store = store
         self._offers = offers
-        self.stats = SurveyStats()
 
     def handle(self, session: AgiSession) -> SurveyState:
         request = SurveyRequest.from_env(session.env)
@@ -122,7 +113,6 @@ class SurveyLeg:
             survey_name=survey_name,
             survey_started_at=started_at,
         )
-        self.stats.started += 1
         log.info("survey started", extra={**ids, "queue": request.queue, "agent": request.agent})
         if request.test_sync:
             session.announce_prompt = lambda n: session.send_text(f"SURVEY_PROMPT {n} {request.agent}")  # type: ignore[method-assign]
@@ -156,7 +146,6 @@ class SurveyLeg:
                     "answered_at": given.answered_at,
                 }
             )
-            self.stats.answers += 1
             log.info(
                 "answer stored",
                 extra={**ids, "question": given.question.key, "value": given.value, "tries": given.tries},
@@ -170,10 +159,6 @@ class SurveyLeg:
             only_from=_STARTED,
             survey_ended_at=utcnow(),
         )
-        if outcome.state == SurveyState.COMPLETED:
-            self.stats.completed += 1
-        elif outcome.state == SurveyState.PARTIAL:
-            self.stats.partial += 1
         log.info(
             "survey ended",
             extra={

@@ -152,10 +152,13 @@ def _concurrent(number: Callable[[], str]) -> list[Planned]:
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("normal", "3 calls to support, one after another; the agent hangs up; survey answered", _normal, 1),
+        Scenario(
+            "normal", "3 calls to support, one after another; the agent hangs up; survey answered", _normal, 1
+        ),
         Scenario(
             "caller_hangup",
-            f"2 calls to support; the caller hangs up 2000 ms after answer, the agent talks {AGENT_TALK_MS} ms",
+            "2 calls to support; the caller hangs up 2000 ms after answer, "
+            f"the agent talks {AGENT_TALK_MS} ms",
             _caller_hangup,
             1,
         ),
@@ -206,7 +209,9 @@ def db_rows(db_path: Path, hashes: Sequence[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row["caller_hash"] in out:
-            raise SystemExit(f"two calls rows for one caller hash {row['caller_hash']}: numbers must be unique")
+            raise SystemExit(
+                f"two calls rows for one caller hash {row['caller_hash']}: numbers must be unique"
+            )
         out[row["caller_hash"]] = {**dict(row), "answers": {}}
     by_uid = {r["uniqueid"]: r for r in out.values()}
     for a in answers:
@@ -222,7 +227,8 @@ def wait_settled(rig: LocalCallCentre, hashes: Sequence[str], timeout: float = S
         idle = "0 active channels" in rig.asterisk.cli("core show channels count")
         rows = db_rows(db, hashes)
         done = len(rows) == len(hashes) and all(
-            r["ended_at"] is not None and r["survey_state"] not in ("offered", "started") for r in rows.values()
+            r["ended_at"] is not None and r["survey_state"] not in ("offered", "started")
+            for r in rows.values()
         )
         if idle and done:
             time.sleep(1.0)  # trailing events (agent-leg Hangup, QueueMemberStatus) reach the transcript
@@ -351,7 +357,9 @@ def record(rig: LocalCallCentre, scenario: Scenario, out_dir: Path, numbers: Cal
     restart_csat(rig, raw)
     plans = scenario.build(numbers)
     started = time.monotonic()
-    results = rig.call([p.case for p in plans], concurrency=scenario.concurrency, rate_per_s=scenario.rate_per_s)
+    results = rig.call(
+        [p.case for p in plans], concurrency=scenario.concurrency, rate_per_s=scenario.rate_per_s
+    )
     hashes = [caller_hash(HASH_SECRET, p.case.caller_number) or "" for p in plans]
     wait_settled(rig, hashes)
     rig.csat.stop()  # Logoff; the transcript file is flushed and closed
@@ -401,7 +409,9 @@ def asterisk_version() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures")
-    parser.add_argument("--only", help=f"comma-separated scenario names (default all: {', '.join(SCENARIOS)})")
+    parser.add_argument(
+        "--only", help=f"comma-separated scenario names (default all: {', '.join(SCENARIOS)})"
+    )
     parser.add_argument("--work-dir", type=Path, help="rig work directory (default: a new temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
     args = parser.parse_args(argv)

@@ -228,6 +228,25 @@ def test_queue_timeout_abandon_event_is_not_an_abandon() -> None:
     assert effects == [joined(501), CallEnded(U, U, NO_AGENT, at(7000))]
 
 
+def test_caller_hung_up_from_the_pbx_side_in_queue_is_an_abandon() -> None:
+    """An admin (AMI Hangup, CLI) ends a waiting call: SoftHangupRequest, not HangupRequest, precedes it."""
+    t = CallTracker()
+    effects = feed_all(
+        t,
+        [
+            join(501),
+            ev("SoftHangupRequest", 3000, Cause="5"),
+            ev("QueueCallerAbandon", 3002, Queue="support", HoldTime="2"),
+            hangup(3003),
+        ],
+    )
+    assert effects == [
+        joined(501),
+        CallAbandoned(U, U, "support", 2, at(3002)),
+        CallEnded(U, U, ABANDONED, at(3003)),
+    ]
+
+
 def test_no_agent_queue_timeout() -> None:
     """The call leaves the queue without ever being bridged (timeout / empty queue), then hangs up."""
     t = CallTracker()
@@ -379,6 +398,7 @@ def test_untracked_event_types_are_ignored() -> None:
         "AgentComplete",
         "QueueCallerAbandon",
         "HangupRequest",
+        "SoftHangupRequest",
         "Hangup",
     } == TRACKED_EVENTS
 
