@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from ivr.asterisk_runner import (
     asterisk_available,
 )
 from ivr.simulate import pcaps
+from ivr.simulate.rig import AmiObserver
 from ivr.simulate.sipp_runner import AgentPhones, CallCase, CallResult, run_calls, sipp_available
 
 # Non-default ports, also apart from the csat call-flow rig (15060/15038/15070+/15090, RTP 21000+),
@@ -90,82 +89,11 @@ EXPECTED_DIGITS = {
 }
 
 
-# --------------------------------------------------------------------------- AMI
-class AmiCollector:
-    """Minimal stdlib AMI client: logs in and keeps every event (except the TestEvent flood)."""
-
-    def __init__(self, port: int, user: str, secret: str) -> None:
-        self.port, self.user, self.secret = port, user, secret
-        self.events: list[dict[str, str]] = []
-        self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-
-    def start(self, timeout: float = 5.0) -> None:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-        self._sock = sock
-        buf = b""
-        while b"\r\n" not in buf:
-            buf += sock.recv(4096)
-        sock.sendall(f"Action: Login\r\nUsername: {self.user}\r\nSecret: {self.secret}\r\n\r\n".encode())
-        buf = buf.split(b"\r\n", 1)[1]
-        while b"\r\n\r\n" not in buf:
-            buf += sock.recv(4096)
-        first, rest = buf.split(b"\r\n\r\n", 1)
-        if b"Response: Success" not in first:
-            raise RuntimeError(f"AMI login failed: {first!r}")
-        sock.settimeout(0.2)
-        self._thread = threading.Thread(target=self._read_loop, args=(rest,), daemon=True)
-        self._thread.start()
-
-    def _read_loop(self, buf: bytes) -> None:
-        assert self._sock is not None
-        while not self._stop.is_set():
-            while b"\r\n\r\n" in buf:
-                block, buf = buf.split(b"\r\n\r\n", 1)
-                self._keep(block.decode(errors="replace"))
-            try:
-                chunk = self._sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not chunk:
-                return
-            buf += chunk
-
-    def _keep(self, block: str) -> None:
-        event: dict[str, str] = {}
-        for line in block.split("\r\n"):
-            key, sep, value = line.partition(":")
-            if sep:
-                event.setdefault(key.strip(), value.strip())
-        if "Event" in event and event["Event"] not in ("TestEvent", "RTCPSent", "RTCPReceived"):
-            with self._lock:
-                self.events.append(event)
-
-    def find(self, event: str, **match: str) -> list[dict[str, str]]:
-        with self._lock:
-            return [
-                e
-                for e in self.events
-                if e.get("Event") == event and all(e.get(k) == v for k, v in match.items())
-            ]
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        if self._sock is not None:
-            self._sock.close()
-
-
 # --------------------------------------------------------------------------- fixture
 @dataclass
 class RigRun:
     results: dict[str, CallResult]
-    ami: AmiCollector
+    ami: AmiObserver
     asterisk: PrivateAsterisk
     phones: AgentPhones
 
@@ -233,18 +161,19 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RigRun]:
         trace_messages=True,
         ring_ms=RING_MS,
     )
-    ami = AmiCollector(AMI_PORT, AMI_USER, AMI_SECRET)
+    ami: AmiObserver | None = None
     try:
         asterisk.start()
         phones.start()
-        ami.start()
+        ami = AmiObserver(AMI_PORT, AmiUser(AMI_USER, AMI_SECRET, "all", "system"))
         results = run_calls(
             CASES, work_dir=base / "uac", sip_port=SIP_PORT, local_port=UAC_PORT, timeout_s=150
         )
         time.sleep(0.5)  # trailing AMI events (agent leg hangups) after the last BYE
         yield RigRun({r.case_id: r for r in results}, ami, asterisk, phones)
     finally:
-        ami.stop()
+        if ami is not None:
+            ami.close()
         phones.stop()
         asterisk.stop()
 

@@ -141,19 +141,32 @@ class CsatProcess:
 class AmiObserver:
     """A plain-socket AMI reader that keeps every event: what a test or benchmark checks Asterisk by."""
 
-    def __init__(self, port: int, user: AmiUser = OBSERVER_USER) -> None:
+    #: Events nobody asks about that would only bloat the list (the Debian build's test framework).
+    NOISE = frozenset({"TestEvent", "RTCPSent", "RTCPReceived"})
+
+    def __init__(self, port: int, user: AmiUser = OBSERVER_USER, timeout: float = 10.0) -> None:
         self.events: list[dict[str, str]] = []
         self._lock = threading.Lock()
-        self._sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self._sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        buf = b""
+        while b"\r\n" not in buf:
+            buf += self._sock.recv(4096)
+        buf = buf.split(b"\r\n", 1)[1]  # the banner
         self._sock.sendall(
             f"Action: Login\r\nUsername: {user.name}\r\nSecret: {user.secret}\r\n\r\n".encode()
         )
+        while b"\r\n\r\n" not in buf:
+            buf += self._sock.recv(4096)
+        first, self._pending = buf.split(b"\r\n\r\n", 1)
+        if b"Response: Success" not in first:
+            self._sock.close()
+            raise RuntimeError(f"AMI login as {user.name!r} failed: {first!r}")
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="ami-observer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        buf = b""
+        buf = self._pending
         self._sock.settimeout(0.5)
         while not self._stop:
             try:
@@ -168,11 +181,18 @@ class AmiObserver:
             *packets, buf = buf.split(b"\r\n\r\n")
             parsed = [_parse(p) for p in packets]
             with self._lock:
-                self.events.extend(e for e in parsed if "Event" in e)
+                self.events.extend(e for e in parsed if "Event" in e and e["Event"] not in self.NOISE)
 
     def snapshot(self) -> list[dict[str, str]]:
         with self._lock:
             return list(self.events)
+
+    def find(self, event: str, **match: str) -> list[dict[str, str]]:
+        return [
+            e
+            for e in self.snapshot()
+            if e.get("Event") == event and all(e.get(k) == v for k, v in match.items())
+        ]
 
     def wait_for(self, predicate: Callable[[dict[str, str]], bool], timeout: float = 30.0) -> dict[str, str]:
         deadline = time.monotonic() + timeout
