@@ -232,4 +232,11 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the rig (Asterisk, agent phones, csat serve, SIPp) has been stopped",
+            file=sys.stderr,
+        )
+        sys.exit(130)

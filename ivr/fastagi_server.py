@@ -42,6 +42,9 @@ class _Handler(socketserver.BaseRequestHandler):
 class FastAgiServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 overflows when many agents hang up at once: the dropped
+    # connect waits a 1 s TCP retransmit, and Asterisk gives a FastAGI connect only 2 s.
+    request_queue_size = 1024
 
     def __init__(self, host: str, port: int, leg: SurveyLeg) -> None:
         self.leg = leg

@@ -462,8 +462,10 @@ def _collect_results(cases: Sequence[CallCase], files: _UacFiles, returncode: in
     results = {c.case_id: CallResult(c.case_id, False, None, 0, None) for c in cases}
     for line in _read_lines(files.logs):
         _apply_log_line(results, line.strip())
-    if not any(r.call_id for r in results.values()) and returncode not in (0, 1):
-        raise SippError(f"sipp placed no call (exit {returncode}):\n{_tail(files.stderr)}")
+    if not any(r.call_id for r in results.values()):  # e.g. a scenario SIPp refused to load
+        raise SippError(
+            f"sipp placed no call (exit {returncode}):\n{_tail(files.stderr)}\n{_tail(files.errors)}"
+        )
     errors = _errors_by_call_id(_read_lines(files.errors))
     for res in results.values():
         if res.ok:
