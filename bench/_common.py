@@ -7,7 +7,6 @@ script in it runs) and it puts the repository root on ``sys.path`` for ``ivr``.
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -19,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +31,7 @@ if str(REPO) not in sys.path:
 from ivr.asterisk_runner import DEMO_TEMPLATE_DIR, AmiUser, asterisk_available  # noqa: E402
 from ivr.caller_hash import caller_hash  # noqa: E402
 from ivr.simulate.rig import RigPorts, json_env  # noqa: E402
-from ivr.simulate.sipp_runner import sipp_available  # noqa: E402
+from ivr.simulate.sipp_runner import port_in_use, sipp_available  # noqa: E402
 
 HASH_SECRET = "bench-secret"
 
@@ -74,23 +73,10 @@ def preflight(agent_count: int, ports: RigPorts = BENCH_PORTS) -> None:
         udp += [sip, media, media + 2, control]
     if len(set(udp)) != len(udp):
         raise SystemExit(f"internal port plan collides with itself: {sorted(udp)}")
-    busy = [f"udp/{p}" for p in udp if _busy(socket.SOCK_DGRAM, p)]
-    busy += [f"tcp/{p}" for p in (ports.ami, ports.agi) if _busy(socket.SOCK_STREAM, p)]
+    busy = [f"udp/{p}" for p in udp if port_in_use(p, socket.SOCK_DGRAM)]
+    busy += [f"tcp/{p}" for p in (ports.ami, ports.agi) if port_in_use(p, socket.SOCK_STREAM)]
     if busy:
         raise SystemExit(f"ports already in use on 127.0.0.1: {', '.join(busy)}; is another bench running?")
-
-
-def _busy(kind: int, port: int) -> bool:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        if kind == socket.SOCK_STREAM:  # TIME_WAIT leftovers do not stop Asterisk or csat (SO_REUSEADDR)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-            raise
-    return False
 
 
 def work_dir(given: str | None, prefix: str) -> Path:
@@ -413,3 +399,15 @@ class ProcSampler:
             return math.nan
         (b0, t0), (b1, t1) = self.samples[0][2], self.samples[-1][2]
         return 100.0 * (b1 - b0) / max(1, t1 - t0)
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """The benches' entry point: Ctrl-C exits 130 once the rig's context manager has stopped it all."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the rig (Asterisk, agent phones, csat serve, SIPp) has been stopped",
+            file=sys.stderr,
+        )
+        sys.exit(130)

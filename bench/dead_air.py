@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -232,11 +231,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print(
-            "\ninterrupted: the rig (Asterisk, agent phones, csat serve, SIPp) has been stopped",
-            file=sys.stderr,
-        )
-        sys.exit(130)
+    c.run_main(main)

@@ -30,7 +30,6 @@ import argparse
 import json
 import random
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -481,11 +480,4 @@ def _csat_log_counts(path: Path) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print(
-            "\ninterrupted: the rig (Asterisk, agent phones, csat serve, SIPp) has been stopped",
-            file=sys.stderr,
-        )
-        sys.exit(130)
+    c.run_main(main)

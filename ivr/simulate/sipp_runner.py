@@ -120,9 +120,11 @@ def sipp_available() -> bool:
 
 
 # --------------------------------------------------------------------------- processes
-def _port_in_use(port: int) -> bool:
-    """True if something already holds UDP 127.0.0.1:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def port_in_use(port: int, kind: int = socket.SOCK_DGRAM) -> bool:
+    """True if something already holds 127.0.0.1:port (UDP by default)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        if kind == socket.SOCK_STREAM:  # TIME_WAIT leftovers do not stop Asterisk or csat (SO_REUSEADDR)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
@@ -225,7 +227,7 @@ class AgentPhones:
     def _start_one(self, k: int, name: str) -> None:
         sip, media, control = self.ports(k)
         for port in (sip, media, media + 2, control):
-            if _port_in_use(port):
+            if port_in_use(port):
                 raise SippError(f"{name}: UDP 127.0.0.1:{port} is already in use")
         xml = self.work_dir / f"{name}.xml"
         xml.write_text(scenarios.agent_uas_xml(self.talk_for(name), ring_ms=self.ring_for(name)))
@@ -252,7 +254,7 @@ class AgentPhones:
                     stderr = _tail(self.work_dir / f"{name}_stderr.log")
                     raise SippError(f"{name} exited with {proc.returncode}:\n{stderr}")
                 k = self.names.index(name) + 1
-                if _port_in_use(self.ports(k)[0]):
+                if port_in_use(self.ports(k)[0]):
                     del pending[name]
             if pending and time.monotonic() > deadline:
                 raise SippError(f"agent phones not listening: {sorted(pending)}")
