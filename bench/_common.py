@@ -28,9 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from ivr.asterisk_runner import DEMO_TEMPLATE_DIR, AmiUser, asterisk_available  # noqa: E402
+from ivr.asterisk_runner import (  # noqa: E402
+    DEMO_TEMPLATE_DIR,
+    AmiUser,
+    Route,  # noqa: E402
+    asterisk_available,
+)
 from ivr.caller_hash import caller_hash  # noqa: E402
-from ivr.simulate.rig import RigPorts, json_env  # noqa: E402
+from ivr.simulate.rig import RigConfig, RigPorts, json_env  # noqa: E402
 from ivr.simulate.sipp_runner import port_in_use, sipp_available  # noqa: E402
 
 HASH_SECRET = "bench-secret"
@@ -411,3 +416,18 @@ def run_main(main: Callable[[], int]) -> None:
             file=sys.stderr,
         )
         sys.exit(130)
+
+
+def rig_config(
+    work: Path, *, agents: int, talk_ms: int, survey: dict[str, Any], queue: str, exten: str, max_wait_s: int
+) -> RigConfig:
+    """One queue with ``agents`` members on the bench ports: what both call benchmarks run on."""
+    return RigConfig(
+        work_dir=work,
+        ports=BENCH_PORTS,
+        queues={queue: [f"agent{k}" for k in range(1, agents + 1)]},
+        routes=[Route(exten, queue, max_wait_s)],
+        agent_count=agents,
+        talk_ms=talk_ms,
+        csat_env=csat_env(work / "var", survey, queue),
+    )

@@ -30,10 +30,9 @@ import _common as c
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.asterisk_runner import Route
 from ivr.db import make_engine
 from ivr.models import Answer, Call
-from ivr.simulate.rig import LocalCallCentre, RigConfig
+from ivr.simulate.rig import LocalCallCentre
 from ivr.simulate.sipp_runner import CallCase, CallResult
 
 GOAL_P95_MS = 300.0
@@ -157,15 +156,14 @@ def main() -> int:
     args = parse_args()
     c.preflight(args.agents)
     work = c.work_dir(args.work, "deadair")
-    agents = [f"agent{k}" for k in range(1, args.agents + 1)]
-    config = RigConfig(
-        work_dir=work,
-        ports=c.BENCH_PORTS,
-        queues={QUEUE: agents},
-        routes=[Route(EXTEN, QUEUE, 60)],
-        agent_count=args.agents,
+    config = c.rig_config(
+        work,
+        agents=args.agents,
         talk_ms=args.talk_ms,
-        csat_env=c.csat_env(work / "var", c.bench_survey(timeout_s=2.0), QUEUE),
+        survey=c.bench_survey(timeout_s=2.0),
+        queue=QUEUE,
+        exten=EXTEN,
+        max_wait_s=60,
     )
     cases, expected = build_cases(args.calls, args.seed)
     print(f"dead-air benchmark  {c.now_utc()}  machine: {c.machine()}")

@@ -39,10 +39,9 @@ import _common as c
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.asterisk_runner import Route
 from ivr.db import make_engine
 from ivr.models import Answer, Call
-from ivr.simulate.rig import AmiObserver, LocalCallCentre, RigConfig
+from ivr.simulate.rig import AmiObserver, LocalCallCentre
 from ivr.simulate.sipp_runner import CallCase, CallResult
 
 QUEUE = "support"
@@ -257,15 +256,14 @@ def main() -> int:
     c.preflight(args.agents)
     work = c.work_dir(args.work, "load")
     agents = [f"agent{k}" for k in range(1, args.agents + 1)]
-    survey = c.bench_survey(timeout_s=args.question_timeout)
-    config = RigConfig(
-        work_dir=work,
-        ports=c.BENCH_PORTS,
-        queues={QUEUE: agents},
-        routes=[Route(EXTEN, QUEUE, 120)],
-        agent_count=args.agents,
+    config = c.rig_config(
+        work,
+        agents=args.agents,
         talk_ms=args.talk_ms,
-        csat_env=c.csat_env(work / "var", survey, QUEUE),
+        survey=c.bench_survey(timeout_s=args.question_timeout),
+        queue=QUEUE,
+        exten=EXTEN,
+        max_wait_s=120,
     )
     own = fit_own_keys(args.calls, agents, args.silences, work)
     plan = build_plan(args.calls, agents, own, args.silences, args.seed)

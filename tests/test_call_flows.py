@@ -276,9 +276,9 @@ def test_ami_cut_and_restored_during_calls(centre: Centre) -> None:
     results = holder["r"]
     assert all(r.ok for r in results), results
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not centre.rig.csat._log_mentions("AMI connected"):
+    while time.monotonic() < deadline and not centre.rig.csat.log_mentions("AMI connected"):
         time.sleep(0.2)
-    assert centre.rig.csat._log_mentions("AMI connected"), "csat never reconnected to AMI"
+    assert centre.rig.csat.log_mentions("AMI connected"), "csat never reconnected to AMI"
     for i, number in enumerate(numbers):
         rows = centre.call_rows(number)
         assert len(rows) == 1, number

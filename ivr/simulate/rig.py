@@ -103,12 +103,13 @@ class CsatProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"csat serve exited with {self.proc.returncode}; see {self.log_path}")
-            if self._log_mentions("AMI connected"):
+            if self.log_mentions("AMI connected"):
                 return
             time.sleep(0.1)
         raise RuntimeError(f"csat serve did not connect to AMI within {timeout}s; see {self.log_path}")
 
-    def _log_mentions(self, text: str) -> bool:
+    def log_mentions(self, text: str) -> bool:
+        """Whether csat logged ``text`` since the last ``mark_log`` (how a test waits for a reconnect)."""
         try:
             return text in self.log_path.read_text(errors="replace")[self._log_offset :]
         except FileNotFoundError:
@@ -117,7 +118,7 @@ class CsatProcess:
     _log_offset = 0
 
     def mark_log(self) -> None:
-        """Later ``_log_mentions`` calls only look at what is logged from now on."""
+        """Later ``log_mentions`` calls only look at what is logged from now on."""
         try:
             self._log_offset = len(self.log_path.read_text(errors="replace"))
         except FileNotFoundError:
