@@ -63,7 +63,9 @@ def serve() -> None:
         )
         current = True
     if not current:
-        typer.echo("csat: the database schema is missing; run `csat db upgrade` first", err=True)
+        typer.echo(
+            "csat: the database schema is missing or out of date; run `csat db upgrade` first", err=True
+        )
         raise typer.Exit(2)
     run(settings)
 

@@ -29,6 +29,14 @@ def upgrade(url: str, revision: str = "head") -> None:
 def schema_is_current(url: str) -> bool:
     engine = make_engine(url)
     try:
-        return {"calls", "answers", "alembic_version"} <= set(inspect(engine).get_table_names())
+        wanted = {
+            "calls",
+            "answers",
+            "agents",
+            "rollup_answers_daily",
+            "rollup_calls_daily",
+            "alembic_version",
+        }
+        return wanted <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()

@@ -6,7 +6,7 @@ Caller numbers are never stored: ``caller_hash`` is an HMAC keyed by the setting
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from sqlalchemy import Column, DateTime, UniqueConstraint
@@ -53,7 +53,7 @@ class Call(SQLModel, table=True):
     agent_interface: str | None = Field(default=None, max_length=128)
     caller_hash: str | None = Field(default=None, index=True, max_length=64)
     joined_at: datetime | None = _ts()
-    connected_at: datetime | None = _ts()
+    connected_at: datetime | None = _ts(index=True)
     ended_at: datetime | None = _ts()
     hold_seconds: int | None = None
     talk_seconds: int | None = None
@@ -68,7 +68,7 @@ class Call(SQLModel, table=True):
     survey_ended_at: datetime | None = _ts()
     answers_count: int = 0
     updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=False), nullable=False)
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=False), nullable=False, index=True)
     )
 
 
@@ -90,3 +90,79 @@ class Answer(SQLModel, table=True):
     recording: str | None = Field(default=None, max_length=512)
     tries: int = 1
     answered_at: datetime = Field(sa_column=Column(DateTime(timezone=False), nullable=False, index=True))
+
+
+class Agent(SQLModel, table=True):
+    """Who an agent is for reports: the team they belong to (``csat agents import``; config ``[teams]``).
+
+    ``agent`` is the queue member name Asterisk reports (MEMBERNAME), the key answers are stored under.
+    """
+
+    __tablename__ = "agents"
+
+    agent: str = Field(primary_key=True, max_length=128)
+    team: str | None = Field(default=None, index=True, max_length=128)
+    display_name: str | None = Field(default=None, max_length=256)
+    email: str | None = Field(default=None, max_length=256)
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=False), nullable=False)
+    )
+
+
+#: The largest answer value any question type stores (NPS 10); rollups keep one count column per value.
+MAX_VALUE = 10
+VALUE_COLUMNS = tuple(f"v{i}" for i in range(MAX_VALUE + 1))
+
+
+class AnswerDaily(SQLModel, table=True):
+    """Answers per local day × agent × queue × question, as value counts (v0 … v10 = how many of each).
+
+    ``n`` counts every answer including valueless ones (voice comments). Unknown agent or queue is ''.
+    Days are in the configured time zone; ``rollup_state`` remembers which, and a change rebuilds.
+    """
+
+    __tablename__ = "rollup_answers_daily"
+
+    day: date = Field(primary_key=True)
+    agent: str = Field(primary_key=True, max_length=128)
+    queue: str = Field(primary_key=True, max_length=128)
+    question: str = Field(primary_key=True, max_length=64)
+    question_type: str = Field(max_length=16)
+    n: int = 0
+    v0: int = 0
+    v1: int = 0
+    v2: int = 0
+    v3: int = 0
+    v4: int = 0
+    v5: int = 0
+    v6: int = 0
+    v7: int = 0
+    v8: int = 0
+    v9: int = 0
+    v10: int = 0
+
+
+class CallDaily(SQLModel, table=True):
+    """The survey funnel per local day × agent × queue (see ``scoring.funnel`` for each stage)."""
+
+    __tablename__ = "rollup_calls_daily"
+
+    day: date = Field(primary_key=True)
+    agent: str = Field(primary_key=True, max_length=128)
+    queue: str = Field(primary_key=True, max_length=128)
+    handled: int = 0
+    eligible: int = 0
+    offered: int = 0
+    started: int = 0
+    completed: int = 0
+    partial: int = 0
+    no_input: int = 0
+
+
+class RollupState(SQLModel, table=True):
+    """Bookkeeping of the incremental rollups: time zone used, watermarks, last refresh."""
+
+    __tablename__ = "rollup_state"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=256)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
@@ -86,6 +87,78 @@ class QueuePolicy(BaseModel):
     min_talk_seconds: int = Field(default=0, ge=0)
     excluded_agents: list[str] = Field(default_factory=list)
     language: str | None = None
+    csat_target_pct: float | None = Field(default=None, ge=0, le=100)
+
+
+class ScoringSettings(BaseModel):
+    """How figures are judged: minimum answers, confidence, bands (ACSI reading) and the default target."""
+
+    min_responses: int = Field(default=10, ge=1)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    good_pct: float = Field(default=80.0, ge=0, le=100)
+    poor_pct: float = Field(default=60.0, ge=0, le=100)
+    target_pct: float | None = Field(default=80.0, ge=0, le=100)
+    rollup_interval_s: float = Field(default=300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bands_ordered(self) -> ScoringSettings:
+        if self.poor_pct > self.good_pct:
+            raise ValueError(
+                f"scoring.poor_pct ({self.poor_pct}) must not be above good_pct ({self.good_pct})"
+            )
+        return self
+
+
+ReportBy = Literal["agent", "queue", "team", "question"]
+ReportPeriod = Literal["day", "week", "month"]
+ExportFormat = Literal["csv", "json", "xlsx", "pdf"]
+ExportRange = Literal[
+    "yesterday",
+    "last_7_days",
+    "last_30_days",
+    "previous_week",
+    "previous_month",
+    "week_to_date",
+    "month_to_date",
+]
+
+
+class SmtpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 25
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    from_addr: str = "csat@localhost"
+    timeout_s: float = 30.0
+
+
+class ExportJob(BaseModel):
+    """One scheduled export (``[[exports]]``): a report rendered on a cron schedule, filed and/or mailed.
+
+    ``report`` is ``agent``, ``queue``, ``team`` or ``question`` (a ranked table grouped that way) or
+    ``agent-report`` (the training PDF for each agent in ``agents``, or every agent with answers).
+    """
+
+    name: str
+    cron: str
+    report: Literal["agent", "queue", "team", "question", "agent-report"] = "agent"
+    period: ReportPeriod | None = None
+    range: ExportRange = "previous_week"
+    format: ExportFormat = "xlsx"
+    queue: str | None = None
+    question: str | None = None
+    agents: list[str] = Field(default_factory=list)
+    folder: Path | None = None
+    email_to: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_a_destination(self) -> ExportJob:
+        if self.folder is None and not self.email_to:
+            raise ValueError(f"export {self.name!r} needs a folder and/or email_to")
+        if self.report == "agent-report" and self.format != "pdf":
+            raise ValueError(f'export {self.name!r}: agent-report is a PDF (format = "pdf")')
+        return self
 
 
 def _default_surveys() -> dict[str, SurveyConfig]:
@@ -134,6 +207,10 @@ class Settings(BaseSettings):
     opt_out_numbers: list[str] = Field(default_factory=list)
     prompts_dir: Path | None = None
     spool_replay_interval_s: float = 10.0
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    teams: dict[str, list[str]] = Field(default_factory=dict)
+    exports: list[ExportJob] = Field(default_factory=list)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -176,6 +253,25 @@ class Settings(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return (self.data_dir / "spool").resolve()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name such as 'Europe/Berlin'") from None
+        return v
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def target_for(self, queue: str | None) -> float | None:
+        """A queue's CSAT target, else the global one."""
+        if queue is not None and queue in self.queues and self.queues[queue].csat_target_pct is not None:
+            return self.queues[queue].csat_target_pct
+        return self.scoring.target_pct
 
     def policy_for(self, queue: str) -> QueuePolicy:
         return self.queues.get(queue, self.default_policy)

@@ -517,14 +517,22 @@ def test_migration_produces_exactly_the_models_tables(engine: Engine) -> None:
         diffs = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
         tables = set(inspect(conn).get_table_names())
     assert diffs == []
-    assert tables == {"calls", "answers", "alembic_version"}
+    assert tables == {
+        "calls",
+        "answers",
+        "agents",
+        "rollup_answers_daily",
+        "rollup_calls_daily",
+        "rollup_state",
+        "alembic_version",
+    }
 
 
 def test_migration_is_at_head_and_rerunning_it_is_harmless(engine: Engine, db_url: str) -> None:
     from ivr.migrate import schema_is_current, upgrade
 
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert MigrationContext.configure(conn).get_current_revision() == "0002"
     db.upsert_call(engine, "1.1", "1.1", queue="kept")
     upgrade(db_url)
     assert schema_is_current(db_url)

@@ -1,0 +1,27 @@
+"""Which team each agent is in, for team reports.
+
+Two sources: the settings' ``[teams]`` (team → list of agents) and the ``agents`` table that
+``csat agents import agents.csv`` fills. The table wins where both name an agent, because an import is
+the most recent statement of who is where. Reports use today's membership for the whole range.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, select
+
+from ivr.models import Agent
+from ivr.settings import Settings
+
+
+def team_map(engine: Engine, settings: Settings) -> dict[str, str]:
+    """agent → team."""
+    out = {agent: team for team, agents in settings.teams.items() for agent in agents}
+    with engine.connect() as conn:
+        for agent, team in conn.execute(select(Agent.agent, Agent.team)):
+            if team:
+                out[agent] = team
+    return out
+
+
+def agents_in_team(team_of: dict[str, str], team: str) -> list[str]:
+    return sorted(a for a, t in team_of.items() if t == team)
