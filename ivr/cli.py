@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from ivr.settings import Settings, load_settings
+from ivr.cli_support import settings_or_exit as _settings
+from ivr.settings import Settings
+from scoring.cli import register as register_scoring_commands
 
 app = typer.Typer(help="csat: post-call IVR surveys for Asterisk call centres.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -20,22 +21,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(dialplan_app, name="dialplan")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(spool_app, name="spool")
+register_scoring_commands(app)
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, json or csv")]
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ValidationError as exc:
-        typer.echo("csat: the configuration is not valid:", err=True)
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            typer.echo(f"  - {where}: {err['msg']}", err=True)
-        raise typer.Exit(2) from None
-    except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"csat: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _logging(settings: Settings) -> None:

@@ -20,11 +20,13 @@ from sqlalchemy.orm import Session
 
 from ivr.asterisk_runner import Route
 from ivr.db import make_engine
-from ivr.models import Answer, Call
+from ivr.models import Call
 from ivr.settings import Settings
 from ivr.simulate.rig import DEMO_PORTS, LocalCallCentre, RigConfig
 from ivr.simulate.sipp_runner import CallCase, CallResult
-from scoring.agent_summary import summarize_by_agent
+from scoring.exports import render_table
+from scoring.report import build_report, default_range
+from scoring.tallies import ReportQuery
 
 #: How each demo agent's customers rate them (CSAT digit weights for 1..5).
 AGENT_MIX = {
@@ -75,22 +77,33 @@ def _rig(settings: Settings) -> LocalCallCentre:
     )
 
 
+#: The demo places tens of calls, not hundreds: judge agents from 5 answers so figures show up.
+DEMO_MIN_RESPONSES = 5
+
+
 def _print_summary(settings: Settings, results: Sequence[CallResult]) -> None:
+    """The per-agent report from ``scoring`` (today, with intervals and ranks) and the call states."""
+    scoring = settings.scoring.model_copy(
+        update={"min_responses": min(settings.scoring.min_responses, DEMO_MIN_RESPONSES)}
+    )
+    demo_settings = settings.model_copy(update={"scoring": scoring})
     engine = make_engine(settings.resolved_database_url)
-    with Session(engine) as session:
-        rows = session.execute(select(Answer.agent, Answer.value).where(Answer.question_type == "csat")).all()
-        states = session.execute(select(Call.survey_state)).scalars().all()
-    engine.dispose()
+    try:
+        first, last = default_range(demo_settings)
+        report = build_report(engine, demo_settings, ReportQuery(by="agent", date_from=first, date_to=last))
+        with Session(engine) as session:
+            states = session.execute(select(Call.survey_state)).scalars().all()
+    finally:
+        engine.dispose()
     print()
-    print(f"{'agent':<10} {'n':>4} {'CSAT %':>7} {'mean':>6}")
-    for line in summarize_by_agent((r[0], r[1]) for r in rows):
-        pct = "-" if line.csat_pct is None else f"{line.csat_pct:.0f}"
-        mean = "-" if line.mean is None else f"{line.mean:.2f}"
-        print(f"{line.agent:<10} {line.n:>4} {pct:>7} {mean:>6}")
+    print(render_table(report))
     counts = {s: states.count(s) for s in sorted(set(states))}
     print(f"\ncalls this run: {len(results)} placed, {sum(r.ok for r in results)} completed by the phones")
     print("survey states (all calls stored): " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-    print(f"data: {settings.resolved_database_url}  (see `.venv/bin/csat answers`, `.venv/bin/csat calls`)")
+    print(f"data: {settings.resolved_database_url}")
+    print(
+        "more: .venv/bin/csat report --help, .venv/bin/csat agent-report agent3 -o agent3.pdf, csat answers"
+    )
 
 
 def _ended_calls(settings: Settings) -> int:

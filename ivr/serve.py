@@ -10,9 +10,11 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivr.ami_listener import AmiListener
@@ -79,7 +81,27 @@ def build_service(settings: Settings) -> Service:
         max_instances=1,
         coalesce=True,
     )
+    scheduler.add_job(
+        _refresh_rollups,
+        "interval",
+        args=(engine, settings),
+        seconds=settings.scoring.rollup_interval_s,
+        next_run_time=datetime.now(UTC),
+        id="rollups-refresh",
+        max_instances=1,
+        coalesce=True,
+    )
     return Service(settings, store, offers, leg, agi, listener, scheduler)
+
+
+def _refresh_rollups(engine: Engine, settings: Settings) -> None:
+    """Keep reports fast; a database that is down only delays this (the next run catches up)."""
+    from scoring.rollups import refresh
+
+    try:
+        refresh(engine, settings.tz)
+    except SQLAlchemyError as exc:
+        log.warning("rollups not refreshed: database unavailable", extra={"error": str(exc)[:200]})
 
 
 def serve(settings: Settings) -> None:

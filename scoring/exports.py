@@ -111,6 +111,48 @@ def render(
         from scoring.xlsx_export import render_xlsx
 
         others = [by for by in get_args(ReportBy) if by != query.by]
-        more = [build_report(engine, settings, replace(query, by=by), now=now, refresh=False) for by in others]
+        more = [
+            build_report(engine, settings, replace(query, by=by), now=now, refresh=False) for by in others
+        ]
         return render_xlsx([report, *more])
     raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(get_args(ExportFormat))}")
+
+
+def _pct(value: float | None, low: float | None = None, high: float | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" + (f" [{low:.0f}, {high:.0f}]" if low is not None and high is not None else "")
+
+
+def render_table(report: Report) -> str:
+    """The terminal view: one line per group, intervals in brackets, "insufficient data" spelled out."""
+    from ivr.output import render as render_rows
+
+    columns = ["period", "group", "rank", "n", "CSAT %", "mean", "NPS", "FCR %", "offered", "reach %", "flag"]
+    if report.query.period is None:
+        columns.remove("period")
+    lines = []
+    for r in [*report.rows, *report.totals]:
+        insufficient = r.flag == "insufficient_data"
+        lines.append(
+            {
+                "period": r.period,
+                "group": r.group,
+                "rank": r.rank,
+                "n": r.responses,
+                "CSAT %": "insufficient data"
+                if insufficient
+                else _pct(r.csat_pct, r.csat_pct_low, r.csat_pct_high),
+                "mean": "-" if r.csat_mean is None else f"{r.csat_mean:.2f}",
+                "NPS": _pct(r.nps, r.nps_low, r.nps_high),
+                "FCR %": _pct(r.fcr_pct),
+                "offered": r.offered,
+                "reach %": _pct(r.reach_pct),
+                "flag": r.flag,
+            }
+        )
+    note = (
+        f"{report.title} ({report.timezone}). CSAT % with its 95 % interval; ranked by the interval's"
+        f" lower bound; fewer than {report.min_responses} answers = insufficient data."
+    )
+    return note + "\n\n" + render_rows(lines, "table", columns)

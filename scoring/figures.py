@@ -57,8 +57,9 @@ class Estimate:
 
 
 def in_scale(counts: Counts, scale: tuple[int, int]) -> dict[int, int]:
+    """The counts within the scale, in value order (so float sums do not depend on how counts arrived)."""
     low, high = scale
-    return {v: c for v, c in counts.items() if low <= v <= high and c > 0}
+    return {v: counts[v] for v in sorted(counts) if low <= v <= high and counts[v] > 0}
 
 
 def _proportion(successes: int, n: int, min_n: int, confidence: float) -> Estimate:

@@ -14,6 +14,7 @@ Pure maths; no numpy or scipy (the t quantile comes from the regularized incompl
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -85,8 +86,12 @@ def t_interval(
     return Interval(low, high)
 
 
+@functools.cache
 def t_quantile(p: float, df: int) -> float:
-    """Inverse CDF of Student's t with ``df`` degrees of freedom, by bisection on the exact CDF."""
+    """Inverse CDF of Student's t with ``df`` degrees of freedom, by bisection on the exact CDF.
+
+    Cached: a report of a thousand agents asks for the same few quantiles over and over.
+    """
     if not 0.0 < p < 1.0:
         raise ValueError("p must be between 0 and 1")
     if df < 1:

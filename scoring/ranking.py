@@ -30,14 +30,18 @@ def rank(rows: Sequence[Rankable]) -> list[int | None]:
 
     Standard competition ranking: equal scores (and equal responses) share a rank, the next is skipped.
     """
+
+    def score(i: int) -> float:
+        return round(rows[i].rank_score or 0.0, 9)  # float noise must not split a tie
+
     order = sorted(
         (i for i, r in enumerate(rows) if r.rank_score is not None),
-        key=lambda i: (-(rows[i].rank_score or 0.0), -rows[i].responses, rows[i].group),
+        key=lambda i: (-score(i), -rows[i].responses, rows[i].group),
     )
     ranks: list[int | None] = [None] * len(rows)
     previous: tuple[float, int] | None = None
     for position, i in enumerate(order, start=1):
-        key = (round(rows[i].rank_score or 0.0, 9), rows[i].responses)
+        key = (score(i), rows[i].responses)
         ranks[i] = ranks[order[position - 2]] if previous == key else position
         previous = key
     return ranks

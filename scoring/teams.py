@@ -25,3 +25,15 @@ def team_map(engine: Engine, settings: Settings) -> dict[str, str]:
 
 def agents_in_team(team_of: dict[str, str], team: str) -> list[str]:
     return sorted(a for a, t in team_of.items() if t == team)
+
+
+def known_agents(engine: Engine) -> set[str]:
+    """Every agent csat has heard of: in answers, in calls or in the agents table."""
+    from ivr.models import Answer, Call
+
+    with engine.connect() as conn:
+        names = set(conn.execute(select(Answer.agent).distinct()).scalars())
+        names |= set(conn.execute(select(Call.agent).distinct()).scalars())
+        names |= set(conn.execute(select(Agent.agent)).scalars())
+    names.discard(None)  # type: ignore[arg-type]
+    return names
