@@ -254,6 +254,17 @@ class Settings(BaseSettings):
     def spool_dir(self) -> Path:
         return (self.data_dir / "spool").resolve()
 
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg2_driver(cls, v: str | None) -> str | None:
+        """csat ships psycopg2; SQLAlchemy 2.1 maps a bare postgresql:// URL to psycopg 3, which it lacks."""
+        if v is None:
+            return v
+        for bare in ("postgresql://", "postgres://"):
+            if v.startswith(bare):
+                return "postgresql+psycopg2://" + v.removeprefix(bare)
+        return v
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, v: str) -> str:
