@@ -27,7 +27,21 @@ def run_checks(settings: Settings, *, ami_timeout: float = 5.0) -> list[CheckRes
         _check_database(settings),
         _check_prompts(settings),
         _check_ami(settings, ami_timeout),
+        _check_exports(settings),
     ]
+
+
+def _check_exports(settings: Settings) -> CheckResult:
+    from scoring.scheduled_exports import ExportError, export_triggers
+
+    if not settings.exports:
+        return CheckResult("exports", True, "no scheduled exports configured")
+    try:
+        export_triggers(settings)
+    except ExportError as exc:
+        return CheckResult("exports", False, str(exc))
+    names = ", ".join(e.name for e in settings.exports)
+    return CheckResult("exports", True, f"{len(settings.exports)} scheduled export(s): {names}")
 
 
 def _check_secret(settings: Settings) -> CheckResult:

@@ -41,6 +41,13 @@ def serve() -> None:
 
     from ivr.migrate import schema_is_current
     from ivr.serve import serve as run
+    from scoring.scheduled_exports import ExportError, export_triggers
+
+    try:
+        export_triggers(settings)  # a bad cron stops the start with the export's name, not a traceback
+    except ExportError as exc:
+        typer.echo(f"csat: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     try:
         current = schema_is_current(settings.resolved_database_url)

@@ -27,6 +27,7 @@ from ivr.settings import Settings
 from ivr.spool import Spool
 from ivr.store import CallStore
 from ivr.survey_leg import SurveyLeg
+from scoring.scheduled_exports import add_export_jobs
 
 log = logging.getLogger("csat.serve")
 
@@ -81,6 +82,7 @@ def build_service(settings: Settings) -> Service:
         max_instances=1,
         coalesce=True,
     )
+    add_export_jobs(scheduler, settings, engine)  # job store "exports": apscheduler_jobs in the csat database
     scheduler.add_job(
         _refresh_rollups,
         "interval",

@@ -257,6 +257,8 @@ def export_run(name: Annotated[str, typer.Argument(help="the name of an [[export
     try:
         delivered = export_now(settings, name)
     except ExportError as exc:
+        for item in exc.delivered:
+            typer.echo(f"delivered {item}")
         raise fail(str(exc)) from None
     except SQLAlchemyError as exc:
         raise _db_error(exc) from None

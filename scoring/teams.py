@@ -23,8 +23,9 @@ def team_map(engine: Engine, settings: Settings) -> dict[str, str]:
     return out
 
 
-def agents_in_team(team_of: dict[str, str], team: str) -> list[str]:
-    return sorted(a for a, t in team_of.items() if t == team)
+def agents_in_team(engine: Engine, settings: Settings, team: str) -> list[str]:
+    """The team's agents (sorted), by the same precedence as :func:`team_map`."""
+    return sorted(a for a, t in team_map(engine, settings).items() if t == team)
 
 
 def known_agents(engine: Engine) -> set[str]:

@@ -191,3 +191,13 @@ def test_a_bare_postgresql_url_uses_the_shipped_driver() -> None:
     assert Settings(database_url="postgresql://u@127.0.0.1/csat").database_url == (
         "postgresql+psycopg2://u@127.0.0.1/csat"
     )
+
+
+def test_csat_check_names_an_export_with_a_bad_cron() -> None:
+    from ivr.check import _check_exports
+    from ivr.settings import Settings
+
+    bad = Settings(exports=[{"name": "weekly", "cron": "61 * * * *", "folder": "/tmp/x"}])  # type: ignore[list-item]
+    result = _check_exports(bad)
+    assert not result.ok and "export 'weekly'" in result.message and "61 * * * *" in result.message
+    assert _check_exports(Settings()).ok

@@ -361,7 +361,7 @@ def test_check_reports_a_refused_login(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     monkeypatch.setenv("CSAT_AMI__PORT", str(fake.port))
     monkeypatch.setenv("CSAT_AMI__SECRET", "wrong")
-    ami = run_checks(load_settings(), ami_timeout=2)[-1]
+    ami = next(r for r in run_checks(load_settings(), ami_timeout=2) if r.name == "ami")
     fake.close()
     assert (ami.name, ami.ok) == ("ami", False)
     assert "login as 'csat'" in ami.message and "refused (Authentication failed)" in ami.message
@@ -373,7 +373,7 @@ def test_check_logs_in_to_a_real_looking_manager(monkeypatch: pytest.MonkeyPatch
         "Asterisk Call Manager/5.0.1\r\n", "Response: Success\r\nMessage: Authentication accepted\r\n\r\n"
     )
     monkeypatch.setenv("CSAT_AMI__PORT", str(fake.port))
-    ami = run_checks(load_settings(), ami_timeout=2)[-1]
+    ami = next(r for r in run_checks(load_settings(), ami_timeout=2) if r.name == "ami")
     fake.close()
     assert ami.ok is True
     assert f"logged in to the Asterisk manager at 127.0.0.1:{fake.port}" in ami.message
