@@ -166,3 +166,99 @@ class RollupState(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(max_length=256)
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    SUPERVISOR = "supervisor"
+    TRAINER = "trainer"
+    AGENT = "agent"
+
+
+class User(SQLModel, table=True):
+    """A dashboard login. Supervisors and trainers see their teams; an agent sees only ``agent``'s scores."""
+
+    __tablename__ = "users"
+
+    name: str = Field(primary_key=True, max_length=64)
+    role: str = Field(max_length=16)
+    password_hash: str = Field(max_length=256)
+    agent: str | None = Field(default=None, max_length=128)  # role agent: the member name they are
+    disabled: bool = False
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=False), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=False), nullable=False)
+    )
+
+
+class UserTeam(SQLModel, table=True):
+    __tablename__ = "user_teams"
+
+    user: str = Field(primary_key=True, max_length=64)
+    team: str = Field(primary_key=True, max_length=128)
+
+
+class ApiToken(SQLModel, table=True):
+    """A token for scripts (``csat token create``); only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str = Field(index=True, max_length=64)
+    token_hash: str = Field(unique=True, max_length=64)
+    label: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=False), nullable=False)
+    )
+    last_used_at: datetime | None = _ts()
+    revoked: bool = False
+
+
+class AlertState(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    CALLED_BACK = "called_back"
+    CLOSED = "closed"
+
+
+class Alert(SQLModel, table=True):
+    """A low score a supervisor should act on: one per answer that crossed the alert rule."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("call_uniqueid", "question", name="uq_alerts_call_question"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    answer_id: int = Field(index=True)
+    call_uniqueid: str = Field(max_length=64)
+    linkedid: str = Field(max_length=64)
+    agent: str | None = Field(default=None, index=True, max_length=128)
+    queue: str | None = Field(default=None, max_length=128)
+    question: str = Field(max_length=64)
+    question_type: str = Field(max_length=16)
+    value: int | None = None
+    reason: str = Field(max_length=32)
+    state: str = Field(default=AlertState.OPEN.value, index=True, max_length=16)
+    answered_at: datetime = Field(sa_column=Column(DateTime(timezone=False), nullable=False, index=True))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=False), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=False), nullable=False)
+    )
+    webhook_status: str | None = Field(default=None, max_length=64)
+
+
+class AlertEvent(SQLModel, table=True):
+    """The workflow's history: who moved an alert, from what to what, with which note."""
+
+    __tablename__ = "alert_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(index=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=False), nullable=False))
+    user: str = Field(max_length=64)
+    from_state: str = Field(max_length=16)
+    to_state: str = Field(max_length=16)
+    note: str | None = Field(default=None, max_length=2000)

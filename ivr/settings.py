@@ -123,6 +123,35 @@ ExportRange = Literal[
 ]
 
 
+DEMO_WEB_SECRET = "demo-only-session-key-change-me"
+
+
+class WebSettings(BaseModel):
+    """The dashboard ``csat serve`` runs beside the survey server (FastAPI on 127.0.0.1:8080)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    secret_key: str = DEMO_WEB_SECRET  # signs session cookies; set a long random value
+    session_max_age_s: int = Field(default=8 * 3600, ge=60)
+    secure_cookies: bool = False  # set true behind HTTPS
+    login_attempts_per_minute: int = Field(default=5, ge=1)
+    live_poll_s: float = Field(default=2.0, gt=0)
+
+
+class AlertSettings(BaseModel):
+    """Which answers raise a low-score alert for the agent's supervisor, and where to POST them."""
+
+    enabled: bool = True
+    max_csat: int = Field(default=2, ge=1, le=5)  # a CSAT rating at or below this raises an alert
+    max_ces: int | None = Field(default=2, ge=1, le=7)
+    nps_detractors: bool = True  # NPS 0–6
+    fcr_no: bool = False
+    webhook_url: str | None = None
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    scan_interval_s: float = Field(default=5.0, gt=0)
+
+
 class SmtpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 25
@@ -211,6 +240,8 @@ class Settings(BaseSettings):
     teams: dict[str, list[str]] = Field(default_factory=dict)
     exports: list[ExportJob] = Field(default_factory=list)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def settings_customise_sources(
