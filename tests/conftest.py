@@ -25,7 +25,7 @@ from ivr.db import make_engine
 from ivr.migrate import upgrade
 
 # The Asterisk rig fixtures (owned by another engineer) live in tests/asterisk_rig.py.
-pytest_plugins = ["tests.asterisk_rig"]
+pytest_plugins = ["tests.asterisk_rig", "tests.web_support"]
 
 PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
