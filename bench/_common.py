@@ -54,6 +54,7 @@ BENCH_PORTS = RigPorts(
     uac=17050,
     rtp_start=23000,
     rtp_end=24999,
+    web=16580,
 )
 
 #: A lighter AMI reader than the rig's ``observer`` (read=all): no dialplan VarSet/Newexten flood,

@@ -11,6 +11,7 @@ import typer
 from ivr.cli_support import settings_or_exit as _settings
 from ivr.settings import Settings
 from scoring.cli import register as register_scoring_commands
+from scoring.web.cli import register as register_web_commands
 
 app = typer.Typer(help="csat: post-call IVR surveys for Asterisk call centres.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -22,6 +23,7 @@ app.add_typer(dialplan_app, name="dialplan")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(spool_app, name="spool")
 register_scoring_commands(app)
+register_web_commands(app)
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, json or csv")]
 

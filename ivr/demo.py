@@ -14,13 +14,13 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ivr.asterisk_runner import Route
 from ivr.db import make_engine
-from ivr.models import Call
+from ivr.models import Agent, Call, utcnow
 from ivr.settings import Settings
 from ivr.simulate.rig import DEMO_PORTS, LocalCallCentre, RigConfig
 from ivr.simulate.sipp_runner import CallCase, CallResult
@@ -106,6 +106,45 @@ def _print_summary(settings: Settings, results: Sequence[CallResult]) -> None:
     )
 
 
+#: Dashboard logins the demo creates (all with DEMO_PASSWORD) and the teams its agents are in.
+DEMO_PASSWORD = "demo-password"
+DEMO_USERS = (
+    ("demo", "admin", (), None),
+    ("supervisor", "supervisor", ("front-line",), None),
+    ("trainer", "trainer", ("front-line", "escalations"), None),
+    ("agent3", "agent", (), "agent3"),
+)
+DEMO_TEAMS = {"agent1": "front-line", "agent2": "front-line", "agent3": "escalations"}
+
+
+def _demo_logins(settings: Settings) -> None:
+    """Teams and dashboard users for the demo, created once; then say where to look."""
+    from scoring.web.users import add_user, list_users
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        existing = {u.name for u in list_users(engine)}
+        for name, role, teams, agent in DEMO_USERS:
+            if name not in existing:
+                add_user(engine, name, role, DEMO_PASSWORD, teams=teams, agent=agent)
+        with engine.begin() as conn:
+            known = set(conn.execute(select(Agent.agent)).scalars())
+            rows = [
+                {"agent": a, "team": t, "updated_at": utcnow()}
+                for a, t in DEMO_TEAMS.items()
+                if a not in known
+            ]
+            if rows:
+                conn.execute(insert(Agent), rows)
+    finally:
+        engine.dispose()
+    url = f"http://{settings.web.host}:{DEMO_PORTS.web}/"
+    print(
+        f"dashboard: {url}  sign in as demo / {DEMO_PASSWORD} (admin); also supervisor, trainer, agent3",
+        flush=True,
+    )
+
+
 def _ended_calls(settings: Settings) -> int:
     """How many calls csat has recorded as ended: the demo's success criterion."""
     engine = make_engine(settings.resolved_database_url)
@@ -137,6 +176,7 @@ def run_demo(settings: Settings, *, calls: int, once: bool, seed: int = 2026) ->
     print(f"csat demo: starting Asterisk, 3 agent phones and csat serve under {rig.work} ...", flush=True)
     try:
         with rig:
+            _demo_logins(settings)
             print(f"placing {calls} simulated calls (queue 'support', 3 agents) ...", flush=True)
             results = rig.call(demo_cases(calls, seed), concurrency=6, rate_per_s=3)
             stored = _wait_ended(settings, before + calls, timeout=30)

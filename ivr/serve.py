@@ -28,6 +28,8 @@ from ivr.spool import Spool
 from ivr.store import CallStore
 from ivr.survey_leg import SurveyLeg
 from scoring.scheduled_exports import add_export_jobs
+from scoring.web.deps import RuntimeStatus
+from scoring.web.server import DashboardServer
 
 log = logging.getLogger("csat.serve")
 
@@ -41,12 +43,15 @@ class Service:
     agi: FastAgiServer
     listener: AmiListener
     scheduler: BackgroundScheduler
+    dashboard: DashboardServer | None = None
     stopped: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
         self.agi.start()
         self.listener.start()
         self.scheduler.start()
+        if self.dashboard is not None:
+            self.dashboard.start()
         log.info(
             "csat serving", extra={"agi_port": self.settings.agi.port, "ami_port": self.settings.ami.port}
         )
@@ -55,6 +60,8 @@ class Service:
         if self.stopped.is_set():
             return
         self.stopped.set()
+        if self.dashboard is not None:
+            self.dashboard.stop()
         self.agi.stop()
         self.listener.stop()
         self.scheduler.shutdown(wait=False)
@@ -93,7 +100,11 @@ def build_service(settings: Settings) -> Service:
         max_instances=1,
         coalesce=True,
     )
-    return Service(settings, store, offers, leg, agi, listener, scheduler)
+    dashboard = None
+    if settings.web.enabled:
+        runtime = RuntimeStatus(ami_connected=lambda: listener.connected)
+        dashboard = DashboardServer(settings, engine, runtime)
+    return Service(settings, store, offers, leg, agi, listener, scheduler, dashboard)
 
 
 def _refresh_rollups(engine: Engine, settings: Settings) -> None:

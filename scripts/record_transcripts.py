@@ -53,7 +53,7 @@ from ivr.simulate.sipp_runner import CallCase, CallResult, sipp_available  # noq
 # 15xxx rig, 20090 of the 17xxx one), so agents and caller live at 26070/26090 (derived: 26071-26073,
 # 28080-28102, 29071-29073, 26090, 27090, 29090).
 RECORD_PORTS = RigPorts(
-    sip=18060, ami=18038, agi=18573, agent_base=26070, uac=26090, rtp_start=25000, rtp_end=25999
+    sip=18060, ami=18038, agi=18573, agent_base=26070, uac=26090, rtp_start=25000, rtp_end=25999, web=16680
 )
 HASH_SECRET = "fixture-secret"
 AGENTS = ("agent1", "agent2", "agent3")

@@ -36,6 +36,7 @@ class RigPorts:
     uac: int = 5090
     rtp_start: int = 20000
     rtp_end: int = 20999
+    web: int = 8080  # the dashboard csat serve runs
 
 
 DEMO_PORTS = RigPorts()
@@ -49,6 +50,7 @@ TEST_PORTS = RigPorts(
     uac=15090 + _OFFSET,
     rtp_start=21000 + _OFFSET,
     rtp_end=21999 + _OFFSET,
+    web=16480 + _OFFSET,
 )
 
 
@@ -302,6 +304,7 @@ class LocalCallCentre:
             "CSAT_DATA_DIR": str(self.data_dir),
             "CSAT_AMI__PORT": str(config.csat_ami_port or ports.ami),
             "CSAT_AGI__PORT": str(ports.agi),
+            "CSAT_WEB__PORT": str(ports.web),
             "CSAT_LOG_FORMAT": "json",
             **config.csat_env,
         }
