@@ -179,10 +179,10 @@ class Tally:
     funnel: Funnel = field(default_factory=Funnel)
 
     def add_answers(self, question_type: str, value_counts: Counts) -> None:
-        bucket = self.answers.setdefault(question_type, Counter())
-        for v, c in value_counts.items():
-            if c:
-                bucket[v] += c
+        bucket = self.answers.get(question_type)
+        if bucket is None:
+            bucket = self.answers[question_type] = Counter()
+        bucket.update({v: c for v, c in value_counts.items() if c})
 
     def add(self, other: Tally) -> None:
         for qtype, counts in other.answers.items():
@@ -195,10 +195,13 @@ class Tally:
     @property
     def responses(self) -> int:
         """Scored answers to the headline question: CSAT if the group has any, else the largest."""
-        scored = {t: sum(in_scale(c, SCALES[t]).values()) for t, c in self.answers.items() if t in SCALES}
-        if scored.get("csat"):
-            return scored["csat"]
-        return max(scored.values(), default=0)
+        csat = self.answers.get("csat")
+        if csat:
+            n = sum(c for v, c in csat.items() if 1 <= v <= 5)
+            if n:
+                return n
+        scored = [sum(in_scale(c, SCALES[t]).values()) for t, c in self.answers.items() if t in SCALES]
+        return max(scored, default=0)
 
     @property
     def comments(self) -> int:

@@ -34,6 +34,7 @@ class Interval:
         return Interval(self.low * factor, self.high * factor)
 
 
+@functools.cache
 def z_for(confidence: float) -> float:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")

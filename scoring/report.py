@@ -8,7 +8,7 @@ exports and the dashboard all render the same ``Report``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -107,8 +107,10 @@ def row_for(
     poor_pct: float,
     target_pct: float | None,
     funnel_applies: bool = True,
+    figures: GroupFigures | None = None,
+    rank: int | None = None,
 ) -> ReportRow:
-    f: GroupFigures = figures_for(tally, min_n, confidence)
+    f: GroupFigures = figures or figures_for(tally, min_n, confidence)
     csat, csat_low, csat_high = _est(f.csat_pct)
     mean, mean_low, mean_high = _est(f.csat_mean)
     nps, nps_low, nps_high = _est(f.nps)
@@ -149,7 +151,7 @@ def row_for(
         comments=f.comments,
         band=(b.value if (b := band_for(csat, good_pct, poor_pct)) else None),
         target_pct=target_pct,
-        rank=None,
+        rank=rank,
         flag=flag.value if flag else None,
         distribution={v: csat_counts.get(v, 0) for v in range(1, 6)},
     )
@@ -171,7 +173,14 @@ def rows_from_tallies(
             return target_for(group)
         return settings.target_for(group if query.by == "queue" else query.queue)
 
-    def make(group: str, period: date | None, tally: Tally, tgt: float | None) -> ReportRow:
+    def make(
+        group: str,
+        period: date | None,
+        tally: Tally,
+        tgt: float | None,
+        figures: GroupFigures,
+        position: int | None,
+    ) -> ReportRow:
         label = period_label(period, query.period) if (period and query.period) else None
         return row_for(
             group,
@@ -183,6 +192,8 @@ def rows_from_tallies(
             poor_pct=s.poor_pct,
             target_pct=tgt,
             funnel_applies=funnel_applies,
+            figures=figures,
+            rank=position,
         )
 
     periods = sorted({p for _, p in tallies}, key=lambda p: p or date.min)
@@ -190,20 +201,27 @@ def rows_from_tallies(
     totals: list[ReportRow] = []
     for period in periods:
         keys = sorted(k for k in tallies if k[1] == period)
-        in_period = [make(g, period, tallies[(g, p)], target(g)) for g, p in keys]
-        ranks = rank(in_period)
-        ranked = [_with_rank(r, n) for r, n in zip(in_period, ranks, strict=True)]
-        ranked.sort(key=lambda r: (r.rank is None, r.rank or 0, r.group))
-        rows.extend(ranked)
+        figs = [figures_for(tallies[k], s.min_responses, s.confidence) for k in keys]
+        ranks = rank([_Ranked(g, f.responses, f.csat_pct.low) for (g, _), f in zip(keys, figs, strict=True)])
+        in_period = [
+            make(g, p, tallies[(g, p)], target(g), f, n)
+            for (g, p), f, n in zip(keys, figs, ranks, strict=True)
+        ]
+        in_period.sort(key=lambda r: (r.rank is None, r.rank or 0, r.group))
+        rows.extend(in_period)
         total = Tally()
-        for g, p in keys:
-            total.add(tallies[(g, p)])
-        totals.append(make(ALL, period, total, settings.target_for(query.queue)))
+        for k in keys:
+            total.add(tallies[k])
+        total_figures = figures_for(total, s.min_responses, s.confidence)
+        totals.append(make(ALL, period, total, settings.target_for(query.queue), total_figures, None))
     return rows, totals
 
 
-def _with_rank(row: ReportRow, position: int | None) -> ReportRow:
-    return replace(row, rank=position)
+@dataclass(frozen=True)
+class _Ranked:
+    group: str
+    responses: int
+    rank_score: float | None
 
 
 def build_report(
