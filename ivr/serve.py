@@ -27,6 +27,7 @@ from ivr.settings import Settings
 from ivr.spool import Spool
 from ivr.store import CallStore
 from ivr.survey_leg import SurveyLeg
+from scoring.alert_jobs import add_alert_jobs
 from scoring.scheduled_exports import add_export_jobs
 from scoring.web.deps import RuntimeStatus
 from scoring.web.server import DashboardServer
@@ -90,6 +91,7 @@ def build_service(settings: Settings) -> Service:
         coalesce=True,
     )
     add_export_jobs(scheduler, settings, engine)  # job store "exports": apscheduler_jobs in the csat database
+    add_alert_jobs(scheduler, settings, engine)  # low-score alerts: scan new answers, post webhooks
     scheduler.add_job(
         _refresh_rollups,
         "interval",
