@@ -94,6 +94,7 @@ def seed_calls(engine: Engine, now: datetime | None = None) -> None:
                         "question_type": qtype,
                         "position": pos,
                         "value": value,
+                        "recording": None,  # every row names the same columns (executemany)
                         "tries": 1,
                         "answered_at": at + timedelta(minutes=3, seconds=10 * pos),
                     }
