@@ -7,7 +7,8 @@
 set -euo pipefail
 
 APT_PACKAGES=(asterisk sip-tester espeak-ng sox poppler-utils make)
-if [ "${CSAT_WITH_BROWSER:-0}" = "1" ]; then
+# Headless chromium drives the dashboard in the tests; CSAT_WITH_BROWSER=0 skips it (e.g. a PBX host).
+if [ "${CSAT_WITH_BROWSER:-1}" = "1" ]; then
   APT_PACKAGES+=(chromium)
 fi
 
