@@ -11,6 +11,7 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from typing import Any
 
 from ivr.agi_channel import AgiSession
@@ -24,13 +25,14 @@ class _Handler(socketserver.BaseRequestHandler):
     server: FastAgiServer
 
     def handle(self) -> None:
+        accepted = time.monotonic()  # the caller's silence starts here (ivr.metrics: dead air)
         self.server.track(self.request, add=True)
         env: dict[str, str] = {}
         session: AgiSession | None = None
         try:
             session = AgiSession(self.request)
             env = session.env
-            self.server.leg.handle(session)
+            self.server.leg.handle(session, accepted=accepted)
         except CallerHungUp:
             pass
         except Exception as exc:  # noqa: BLE001 - one call's failure must not reach the server

@@ -262,3 +262,47 @@ class AlertEvent(SQLModel, table=True):
     from_state: str = Field(max_length=16)
     to_state: str = Field(max_length=16)
     note: str | None = Field(default=None, max_length=2000)
+
+
+class AnswerCumulative(SQLModel, table=True):
+    """Running totals per agent × question: the counts of every local day up to and including ``day``.
+
+    A report over [a, b] needs two rows per agent and question (totals at b minus totals at a − 1), so
+    its cost does not grow with the length of the range. Every day from an agent's first answer on
+    has a row (dense), up to the last rolled-up day. Built from ``rollup_answers_daily``.
+    """
+
+    __tablename__ = "rollup_answers_cumulative"
+
+    day: date = Field(primary_key=True)
+    agent: str = Field(primary_key=True, max_length=128)
+    question: str = Field(primary_key=True, max_length=64)
+    question_type: str = Field(max_length=16)
+    n: int = 0
+    v0: int = 0
+    v1: int = 0
+    v2: int = 0
+    v3: int = 0
+    v4: int = 0
+    v5: int = 0
+    v6: int = 0
+    v7: int = 0
+    v8: int = 0
+    v9: int = 0
+    v10: int = 0
+
+
+class CallCumulative(SQLModel, table=True):
+    """Running totals of the survey funnel per agent (see AnswerCumulative)."""
+
+    __tablename__ = "rollup_calls_cumulative"
+
+    day: date = Field(primary_key=True)
+    agent: str = Field(primary_key=True, max_length=128)
+    handled: int = 0
+    eligible: int = 0
+    offered: int = 0
+    started: int = 0
+    completed: int = 0
+    partial: int = 0
+    no_input: int = 0

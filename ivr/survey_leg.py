@@ -18,6 +18,7 @@ from pathlib import Path
 from ivr.agi_channel import AgiSession
 from ivr.caller_hash import caller_hash
 from ivr.eligibility import apply_talk_time
+from ivr.metrics import observe_dead_air
 from ivr.models import SURVEY_LEG_STATES, SurveyState, utcnow
 from ivr.offers import OfferService
 from ivr.prompts import THANKS, question_prompts, survey_prompt_dir
@@ -62,7 +63,7 @@ class SurveyLeg:
         self._store = store
         self._offers = offers
 
-    def handle(self, session: AgiSession) -> SurveyState:
+    def handle(self, session: AgiSession, accepted: float | None = None) -> SurveyState:
         request = SurveyRequest.from_env(session.env)
         ids = {"uniqueid": request.uniqueid, "linkedid": request.linkedid}
         if not request.uniqueid or not request.queue:
@@ -151,6 +152,7 @@ class SurveyLeg:
                 extra={**ids, "question": given.question.key, "value": given.value, "tries": given.tries},
             )
 
+        observe_dead_air(accepted)  # the next command sent to Asterisk plays the first prompt
         outcome = run_survey(plan, session, store_answer)
         self._store.set_state(
             request.uniqueid,

@@ -20,15 +20,27 @@ on SQLite never wait more than a moment.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, literal, or_, select
+from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, literal, or_, select, union_all
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
-from ivr.models import VALUE_COLUMNS, Answer, AnswerDaily, Call, CallDaily, RollupState, SurveyState
+from ivr.models import (
+    VALUE_COLUMNS,
+    Answer,
+    AnswerCumulative,
+    AnswerDaily,
+    Call,
+    CallCumulative,
+    CallDaily,
+    RollupState,
+    SurveyState,
+)
 from scoring.periods import days, local_date, local_day_bounds, local_today
 
 log = logging.getLogger(__name__)
@@ -150,15 +162,77 @@ def recompute_days(
     today: date | None = None,
     progress: Progress | None = None,
 ) -> int:
-    """Recompute the given days (only finished ones: days before the local today); returns how many."""
+    """Recompute the given days (only finished ones: days before the local today); returns how many.
+
+    The running totals are then carried forward from the first recomputed day to the last rolled-up one.
+    """
     today = today or local_today(tz)
     todo = sorted(d for d in set(which) if d < today)
+    through = rolled_through(engine, tz)
+    steps = len(todo) + (len(list(days(todo[0], max(through, todo[-1])))) if todo and through else 0)
     for i, day in enumerate(todo, start=1):
         with engine.begin() as conn:
             recompute_day(conn, day, tz)
         if progress:
-            progress(i, len(todo))
+            progress(i, steps)
+    if todo and through is not None:
+        accumulate(engine, todo[0], max(through, todo[-1]), progress=progress, done=len(todo), steps=steps)
     return len(todo)
+
+
+def accumulate_day(conn: Connection, day: date) -> None:
+    """Running totals of ``day`` = those of the day before + the day's rollups summed over queues."""
+    conn.execute(delete(AnswerCumulative).where(AnswerCumulative.day == day))  # type: ignore[arg-type]
+    conn.execute(delete(CallCumulative).where(CallCumulative.day == day))  # type: ignore[arg-type]
+    previous = day - timedelta(days=1)
+    cum, daily = AnswerCumulative.__table__, AnswerDaily.__table__
+    answer_cols = ["agent", "question", "question_type", "n", *VALUE_COLUMNS]
+    both = union_all(
+        select(*[cum.c[c] for c in answer_cols]).where(cum.c.day == previous),
+        select(*[daily.c[c] for c in answer_cols]).where(daily.c.day == day),
+    ).subquery()
+    conn.execute(
+        insert(AnswerCumulative).from_select(
+            ["day", *answer_cols],
+            select(
+                literal(day, cum.c.day.type),
+                both.c.agent,
+                both.c.question,
+                func.max(both.c.question_type),
+                *[func.sum(both.c[c]) for c in ("n", *VALUE_COLUMNS)],
+            ).group_by(both.c.agent, both.c.question),
+        )
+    )
+    ccum, cdaily = CallCumulative.__table__, CallDaily.__table__
+    call_cols = ["agent", *FUNNEL_COLUMNS]
+    calls = union_all(
+        select(*[ccum.c[c] for c in call_cols]).where(ccum.c.day == previous),
+        select(*[cdaily.c[c] for c in call_cols]).where(cdaily.c.day == day),
+    ).subquery()
+    conn.execute(
+        insert(CallCumulative).from_select(
+            ["day", *call_cols],
+            select(
+                literal(day, ccum.c.day.type), calls.c.agent, *[func.sum(calls.c[c]) for c in FUNNEL_COLUMNS]
+            ).group_by(calls.c.agent),
+        )
+    )
+
+
+def accumulate(
+    engine: Engine,
+    first: date,
+    last: date,
+    *,
+    progress: Progress | None = None,
+    done: int = 0,
+    steps: int = 0,
+) -> None:
+    for i, day in enumerate(days(first, last), start=done + 1):
+        with engine.begin() as conn:
+            accumulate_day(conn, day)
+        if progress:
+            progress(i, steps)
 
 
 def rebuild(
@@ -167,21 +241,43 @@ def rebuild(
     """Recompute every finished day from the raw answers and calls; returns the number of days."""
     now = now or datetime.now(UTC)
     today = local_today(tz, now)
+    yesterday = today - timedelta(days=1)
     marks = _watermarks(engine)
     with engine.begin() as conn:
-        conn.execute(delete(AnswerDaily))
-        conn.execute(delete(CallDaily))
+        for table in (AnswerDaily, CallDaily, AnswerCumulative, CallCumulative):
+            conn.execute(delete(table))
         first = _first_day(conn, tz)
-    n = recompute_days(
-        engine, tz, days(first, today - timedelta(days=1)) if first else [], today=today, progress=progress
-    )
-    _save_state(engine, tz, marks, today - timedelta(days=1))
-    log.info("rollups rebuilt", extra={"days": n, "timezone": tz.key})
-    return n
+    todo = list(days(first, yesterday)) if first else []
+    for i, day in enumerate(todo, start=1):
+        with engine.begin() as conn:
+            recompute_day(conn, day, tz)
+        if progress:
+            progress(i, 2 * len(todo))
+    if todo:
+        accumulate(engine, todo[0], todo[-1], progress=progress, done=len(todo), steps=2 * len(todo))
+    _save_state(engine, tz, marks, yesterday)
+    log.info("rollups rebuilt", extra={"days": len(todo), "timezone": tz.key})
+    return len(todo)
+
+
+_refreshing = threading.Lock()
 
 
 def refresh(engine: Engine, tz: ZoneInfo, *, now: datetime | None = None) -> int:
-    """Bring the rollups up to date incrementally; returns how many days were recomputed."""
+    """Bring the rollups up to date incrementally; returns how many days were recomputed.
+
+    One refresh at a time per process (the scheduler, the dashboard and the API all ask); a refresh
+    racing another process's on the same day loses harmlessly: that day is recomputed next time.
+    """
+    with _refreshing:
+        try:
+            return _refresh(engine, tz, now=now)
+        except IntegrityError:
+            log.info("rollups refresh raced another process; the next refresh completes it")
+            return 0
+
+
+def _refresh(engine: Engine, tz: ZoneInfo, *, now: datetime | None = None) -> int:
     now = now or datetime.now(UTC)
     today = local_today(tz, now)
     state = read_state(engine)

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, select
 
-from ivr.models import VALUE_COLUMNS, AnswerDaily, CallDaily
+from ivr.models import VALUE_COLUMNS, AnswerCumulative, AnswerDaily, CallCumulative, CallDaily
 from ivr.settings import ReportBy, ReportPeriod
 from scoring.figures import FUNNEL_FIELDS, Funnel, Tally
 from scoring.periods import days, local_day_bounds, period_start
@@ -56,7 +56,10 @@ def load_tallies(
     tallies: dict[GroupKey, Tally] = {}
     last_rolled = min(query.date_to, rolled_through) if rolled_through else None
     if last_rolled is not None and last_rolled >= query.date_from:
-        _from_rollups(engine, query, query.date_from, last_rolled, tallies, team_of or {})
+        if uses_running_totals(query):
+            _from_running_totals(engine, query, query.date_from, last_rolled, tallies, team_of or {})
+        else:
+            _from_rollups(engine, query, query.date_from, last_rolled, tallies, team_of or {})
     raw_from = (
         query.date_from if last_rolled is None else max(query.date_from, last_rolled + timedelta(days=1))
     )
@@ -148,6 +151,89 @@ def _from_rollups(
         )
         for row in conn.execute(stmt).mappings():
             _add_call_row(tallies, _key(query, row, _day(row.get("day")), team_of), row)
+
+
+def uses_running_totals(query: ReportQuery) -> bool:
+    """Running totals are per agent and question (no queue): they serve reports without a queue in them."""
+    return query.queue is None and query.by in ("agent", "team", "question") and query.period != "day"
+
+
+def _buckets(query: ReportQuery, first: date, last: date) -> list[tuple[date | None, date, date]]:
+    """(period start or None, first day, last day) of each period within [first, last]."""
+    if query.period is None:
+        return [(None, first, last)]
+    out = []
+    start = period_start(first, query.period)
+    while start <= last:
+        nxt = _next_period(start, query.period)
+        out.append((start, max(start, first), min(nxt - timedelta(days=1), last)))
+        start = nxt
+    return out
+
+
+def _next_period(start: date, period: str) -> date:
+    if period == "week":
+        return start + timedelta(days=7)
+    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def _from_running_totals(
+    engine: Engine,
+    query: ReportQuery,
+    first: date,
+    last: date,
+    tallies: dict[GroupKey, Tally],
+    team_of: Mapping[str, str],
+) -> None:
+    """Each period's counts = running totals at its last day − running totals the day before it starts."""
+    buckets = _buckets(query, first, last)
+    edges = sorted({d for _, a, b in buckets for d in (a - timedelta(days=1), b)})
+    cum = AnswerCumulative.__table__
+    where = [cum.c.day.in_(edges)]
+    if query.agent is not None:
+        where.append(cum.c.agent == query.agent)
+    if query.question is not None:
+        where.append(cum.c.question == query.question)
+    stmt = select(
+        cum.c.day,
+        cum.c.agent,
+        cum.c.question,
+        cum.c.question_type,
+        cum.c.n,
+        *[cum.c[c] for c in VALUE_COLUMNS],
+    )
+    answers: dict[date, dict[tuple[str, str], Any]] = {}
+    calls: dict[date, dict[str, Any]] = {}
+    ccum = CallCumulative.__table__
+    with engine.connect() as conn:
+        for row in conn.execute(stmt.where(*where)).mappings():
+            answers.setdefault(_day(row["day"]), {})[(row["agent"], row["question"])] = row  # type: ignore[index]
+        if query.by != "question":
+            call_where = [ccum.c.day.in_(edges)]
+            if query.agent is not None:
+                call_where.append(ccum.c.agent == query.agent)
+            call_stmt = select(ccum.c.day, ccum.c.agent, *[ccum.c[f] for f in FUNNEL_FIELDS]).where(
+                *call_where
+            )
+            for row in conn.execute(call_stmt).mappings():
+                calls.setdefault(_day(row["day"]), {})[row["agent"]] = row  # type: ignore[index]
+    value_cols = ("n", *VALUE_COLUMNS)
+    for period, a, b in buckets:
+        before, at_end = answers.get(a - timedelta(days=1), {}), answers.get(b, {})
+        for (agent, question), end in at_end.items():
+            start = before.get((agent, question))
+            diff = {c: end[c] - (start[c] if start else 0) for c in value_cols}
+            if not diff["n"]:
+                continue
+            row = {"agent": agent, "question": question, "question_type": end["question_type"], **diff}
+            _add_answer_row(tallies, (_group_name(query, row, team_of), period), row)
+        call_before, call_end = calls.get(a - timedelta(days=1), {}), calls.get(b, {})
+        for agent, end in call_end.items():
+            start = call_before.get(agent)
+            diff = {f: end[f] - (start[f] if start else 0) for f in FUNNEL_FIELDS}
+            if not any(diff.values()):
+                continue
+            _add_call_row(tallies, (_group_name(query, {"agent": agent}, team_of), period), diff)
 
 
 def _from_raw_day(

@@ -17,13 +17,13 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from ivr import db
-from ivr.models import AnswerDaily, CallDaily, SurveyState
+from ivr.models import AnswerCumulative, AnswerDaily, CallCumulative, CallDaily, SurveyState
 from ivr.settings import Settings
 from scoring import rollups
 from scoring.figures import Funnel, Tally
 from scoring.periods import local_date, period_start
 from scoring.report import build_report, rows_from_tallies
-from scoring.tallies import GroupKey, ReportQuery
+from scoring.tallies import GroupKey, ReportQuery, uses_running_totals
 
 TZ = "Europe/Berlin"
 # The range crosses the end of summer time (25 Oct 2026) and midnights in both offsets.
@@ -139,14 +139,26 @@ SETTINGS = Settings(timezone=TZ, scoring={"min_responses": 3})  # type: ignore[a
         ReportQuery(by="agent", period="week", date_from=date(2026, 10, 19), date_to=date(2026, 11, 2)),
         ReportQuery(by="agent", date_from=date(2026, 10, 24), date_to=date(2026, 10, 26), queue="sales"),
         ReportQuery(by="queue", period="month", date_from=date(2026, 10, 1), date_to=date(2026, 11, 30)),
+        ReportQuery(by="agent", period="month", date_from=date(2026, 10, 20), date_to=date(2026, 11, 3)),
+        ReportQuery(by="agent", date_from=date(2026, 10, 25), date_to=date(2026, 10, 31), question="fcr"),
     ],
-    ids=["agents", "queues-daily", "agents-weekly", "dst-weekend-one-queue", "queues-monthly"],
+    ids=[
+        "agents",
+        "queues-daily",
+        "agents-weekly",
+        "dst-weekend-one-queue",
+        "queues-monthly",
+        "agents-monthly",
+        "agents-one-question",
+    ],
 )
 def test_rollup_report_equals_raw_computation(
     engine: Engine, stored: list[Stored], query: ReportQuery
 ) -> None:
     report = build_report(engine, SETTINGS, query, now=NOW)
     assert rollups.rolled_through(engine, ZoneInfo(TZ)) == date(2026, 11, 2)  # today (3 Nov) stays raw
+    # Reports without a queue in them read the running totals, the others the daily rollups.
+    assert uses_running_totals(query) == (query.by == "agent" and query.queue is None)
     expected_rows, expected_totals = rows_from_tallies(
         _expected(stored, query, ZoneInfo(TZ)), query, SETTINGS
     )
@@ -162,8 +174,15 @@ def test_rollups_hold_finished_days_only_and_count_every_answer(engine: Engine, 
         rolled = conn.execute(select(func.sum(AnswerDaily.n))).scalar()
         last_day = conn.execute(select(func.max(AnswerDaily.day))).scalar()
         calls_rolled = conn.execute(select(func.sum(CallDaily.handled))).scalar()
+        running = conn.execute(
+            select(func.sum(AnswerCumulative.n)).where(AnswerCumulative.day == date(2026, 11, 2))
+        ).scalar()
+        running_calls = conn.execute(
+            select(func.sum(CallCumulative.handled)).where(CallCumulative.day == date(2026, 11, 2))
+        ).scalar()
     finished = [a for c in stored for a in c.answers if local_date(a[3], tz) < date(2026, 11, 3)]
-    assert rolled == len(finished)
+    assert rolled == running == len(finished)
+    assert running_calls == calls_rolled
     assert str(last_day) <= "2026-11-02"
     assert calls_rolled == sum(1 for c in stored if local_date(c.connected, tz) < date(2026, 11, 3))
 

@@ -139,14 +139,8 @@ def create_app(
 
 
 def _include_routers(app: FastAPI) -> None:
-    """Routers live in their own modules (pages, alerts, API, metrics, live feed)."""
-    import importlib
+    """Routers live in their own modules: pages, alerts, the JSON API, /metrics and the live feed."""
+    from scoring.web import alert_routes, api, live, metrics, pages
 
-    for module in ("pages", "alert_routes", "api", "metrics", "live"):
-        try:
-            mod = importlib.import_module(f"scoring.web.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"scoring.web.{module}":
-                raise
-            continue
-        app.include_router(mod.router)
+    for module in (pages, alert_routes, api, metrics, live):
+        app.include_router(module.router)
