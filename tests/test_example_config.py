@@ -22,6 +22,7 @@ def test_example_config_loads_with_per_queue_surveys(monkeypatch: pytest.MonkeyP
     assert settings.ami.username == "csat" and settings.agi.port == 4573
     assert settings.target_for("sales") == 75 and settings.target_for("support") == 80
     assert settings.teams["escalations"] == ["agent3"]
+    assert settings.web.port == 8080 and settings.alerts.max_csat == 2
     assert [(e.name, e.report, e.format) for e in settings.exports] == [
         ("weekly-agents", "agent", "xlsx"),
         ("monthly-training-packs", "agent-report", "pdf"),
