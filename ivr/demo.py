@@ -104,6 +104,7 @@ def _print_summary(settings: Settings, results: Sequence[CallResult]) -> None:
     print(
         "more: .venv/bin/csat report --help, .venv/bin/csat agent-report agent3 -o agent3.pdf, csat answers"
     )
+    print(f"dashboard: http://{settings.web.host}:{DEMO_PORTS.web}/ (sign in as demo / {DEMO_PASSWORD})")
 
 
 #: Dashboard logins the demo creates (all with DEMO_PASSWORD) and the teams its agents are in.
