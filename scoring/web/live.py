@@ -120,13 +120,15 @@ def ended_surveys(
         if newest_first is not None:
             calls.reverse()
         answers: dict[str, dict[str, int | None]] = {row.uniqueid: {} for row in calls}
+        types: dict[str, dict[str, str]] = {row.uniqueid: {} for row in calls}
         if calls:
-            for uid, question, value in conn.execute(
-                select(a.call_uniqueid, a.question, a.value)
+            for uid, question, qtype, value in conn.execute(
+                select(a.call_uniqueid, a.question, a.question_type, a.value)
                 .where(a.call_uniqueid.in_(list(answers)))
                 .order_by(a.call_uniqueid, a.position)
             ):
                 answers[uid][question] = value
+                types[uid][question] = qtype
     return [
         {
             "uniqueid": row.uniqueid,
@@ -136,6 +138,7 @@ def ended_surveys(
             "queue": row.queue,
             "state": row.survey_state,
             "answers": answers[row.uniqueid],
+            "types": types[row.uniqueid],  # so the page can write a yes/no question as yes or no
         }
         for row in calls
     ]
