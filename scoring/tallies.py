@@ -202,12 +202,14 @@ def _from_running_totals(
         cum.c.n,
         *[cum.c[c] for c in VALUE_COLUMNS],
     )
-    answers: dict[date, dict[tuple[str, str], Any]] = {}
-    calls: dict[date, dict[str, Any]] = {}
+    # Plain tuples all the way: a thousand agents' report reads a few thousand rows, and per-row dicts
+    # would cost more than the query itself.
+    answers: dict[date, dict[tuple[str, str], tuple[Any, ...]]] = {}
+    calls: dict[date, dict[str, tuple[Any, ...]]] = {}
     ccum = CallCumulative.__table__
     with engine.connect() as conn:
-        for row in conn.execute(stmt.where(*where)).mappings():
-            answers.setdefault(_day(row["day"]), {})[(row["agent"], row["question"])] = row  # type: ignore[index]
+        for day, agent, question, *rest in conn.execute(stmt.where(*where)):
+            answers.setdefault(_day(day), {})[(agent, question)] = tuple(rest)  # type: ignore[index]
         if query.by != "question":
             call_where = [ccum.c.day.in_(edges)]
             if query.agent is not None:
@@ -215,25 +217,36 @@ def _from_running_totals(
             call_stmt = select(ccum.c.day, ccum.c.agent, *[ccum.c[f] for f in FUNNEL_FIELDS]).where(
                 *call_where
             )
-            for row in conn.execute(call_stmt).mappings():
-                calls.setdefault(_day(row["day"]), {})[row["agent"]] = row  # type: ignore[index]
-    value_cols = ("n", *VALUE_COLUMNS)
+            for day, agent, *counts in conn.execute(call_stmt):
+                calls.setdefault(_day(day), {})[agent] = tuple(counts)  # type: ignore[index]
+    by_team = query.by == "team"
     for period, a, b in buckets:
         before, at_end = answers.get(a - timedelta(days=1), {}), answers.get(b, {})
-        for (agent, question), end in at_end.items():
+        for (agent, question), (qtype, n, *values) in at_end.items():
             start = before.get((agent, question))
-            diff = {c: end[c] - (start[c] if start else 0) for c in value_cols}
-            if not diff["n"]:
+            if start is not None:
+                n -= start[1]
+                values = [v - s for v, s in zip(values, start[2:], strict=True)]
+            if not n:
                 continue
-            row = {"agent": agent, "question": question, "question_type": end["question_type"], **diff}
-            _add_answer_row(tallies, (_group_name(query, row, team_of), period), row)
+            group = (
+                team_of.get(agent, NO_TEAM) if by_team else (question if query.by == "question" else agent)
+            )
+            tally = tallies.get((group or UNKNOWN, period))
+            if tally is None:
+                tally = tallies[(group or UNKNOWN, period)] = Tally()
+            if qtype == "comment":
+                tally.add_answers("comment", {0: n})
+            else:
+                tally.add_answers(qtype, {i: c for i, c in enumerate(values) if c})
         call_before, call_end = calls.get(a - timedelta(days=1), {}), calls.get(b, {})
         for agent, end in call_end.items():
             start = call_before.get(agent)
-            diff = {f: end[f] - (start[f] if start else 0) for f in FUNNEL_FIELDS}
-            if not any(diff.values()):
+            diff = end if start is None else tuple(x - y for x, y in zip(end, start, strict=True))
+            if not any(diff):
                 continue
-            _add_call_row(tallies, (_group_name(query, {"agent": agent}, team_of), period), diff)
+            group = team_of.get(agent, NO_TEAM) if by_team else agent
+            tallies.setdefault((group or UNKNOWN, period), Tally()).funnel.add(Funnel(*diff))
 
 
 def _from_raw_day(
