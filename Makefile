@@ -35,3 +35,4 @@ bench: install
 	$(VENV)/bin/python bench/ami_ingest.py
 	$(VENV)/bin/python bench/dead_air.py
 	$(VENV)/bin/python bench/load.py
+	$(VENV)/bin/python bench/rollups.py
