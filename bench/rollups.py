@@ -30,7 +30,7 @@ Per database, in one run:
 
 Goal (PostgreSQL): the rollup report <= 0.2 s and >= 20x faster than the naive one. Prints PASS/FAIL.
 ``--explain`` prints the plans (EXPLAIN ANALYZE on PostgreSQL) of the statements both paths run;
-``--prototype`` measures candidate fixes in the bench database only (see ``prototypes``).
+``--prototype`` measures candidate fixes in this process only (see ``prototypes``).
 """
 
 from __future__ import annotations
@@ -218,11 +218,8 @@ class Target:
     name: str  # sqlite | postgresql
     url: str
 
-    def engine(self, **connect_args: Any) -> Engine:
-        if self.name == "sqlite":
-            return make_engine(self.url)
-        if connect_args:
-            return create_engine(self.url, connect_args=connect_args)
+    def engine(self) -> Engine:
+        """csat's own engine (SQLite: WAL and busy timeout; PostgreSQL: its pool), as reports get it."""
         return make_engine(self.url)
 
     @property

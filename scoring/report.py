@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from ivr.settings import Settings
 from scoring.bands import band_for, flag_for
 from scoring.figures import Estimate, GroupFigures, Tally, figures_for
+from scoring.figures_batch import figures_for_many
 from scoring.periods import local_today, period_label
 from scoring.ranking import rank
 from scoring.tallies import GroupKey, ReportQuery, load_tallies
@@ -201,7 +202,7 @@ def rows_from_tallies(
     totals: list[ReportRow] = []
     for period in periods:
         keys = sorted(k for k in tallies if k[1] == period)
-        figs = [figures_for(tallies[k], s.min_responses, s.confidence) for k in keys]
+        figs = figures_for_many([tallies[k] for k in keys], s.min_responses, s.confidence)
         ranks = rank([_Ranked(g, f.responses, f.csat_pct.low) for (g, _), f in zip(keys, figs, strict=True)])
         in_period = [
             make(g, p, tallies[(g, p)], target(g), f, n)

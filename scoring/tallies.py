@@ -185,68 +185,60 @@ def _from_running_totals(
     tallies: dict[GroupKey, Tally],
     team_of: Mapping[str, str],
 ) -> None:
-    """Each period's counts = running totals at its last day − running totals the day before it starts."""
-    buckets = _buckets(query, first, last)
-    edges = sorted({d for _, a, b in buckets for d in (a - timedelta(days=1), b)})
-    cum = AnswerCumulative.__table__
-    where = [cum.c.day.in_(edges)]
-    if query.agent is not None:
-        where.append(cum.c.agent == query.agent)
-    if query.question is not None:
-        where.append(cum.c.question == query.question)
-    stmt = select(
-        cum.c.day,
-        cum.c.agent,
-        cum.c.question,
-        cum.c.question_type,
-        cum.c.n,
-        *[cum.c[c] for c in VALUE_COLUMNS],
-    )
-    # Plain tuples all the way: a thousand agents' report reads a few thousand rows, and per-row dicts
-    # would cost more than the query itself.
-    answers: dict[date, dict[tuple[str, str], tuple[Any, ...]]] = {}
-    calls: dict[date, dict[str, tuple[Any, ...]]] = {}
-    ccum = CallCumulative.__table__
-    with engine.connect() as conn:
-        for day, agent, question, *rest in conn.execute(stmt.where(*where)):
-            answers.setdefault(_day(day), {})[(agent, question)] = tuple(rest)  # type: ignore[index]
-        if query.by != "question":
-            call_where = [ccum.c.day.in_(edges)]
-            if query.agent is not None:
-                call_where.append(ccum.c.agent == query.agent)
-            call_stmt = select(ccum.c.day, ccum.c.agent, *[ccum.c[f] for f in FUNNEL_FIELDS]).where(
-                *call_where
-            )
-            for day, agent, *counts in conn.execute(call_stmt):
-                calls.setdefault(_day(day), {})[agent] = tuple(counts)  # type: ignore[index]
+    """Each period's counts = running totals at its last day − running totals the day before it starts.
+
+    The subtraction happens in SQL and only agents whose totals moved come back, as plain tuples: a
+    thousand agents' report then reads a few thousand short rows and builds no dict per row.
+    """
     by_team = query.by == "team"
-    for period, a, b in buckets:
-        before, at_end = answers.get(a - timedelta(days=1), {}), answers.get(b, {})
-        for (agent, question), (qtype, n, *values) in at_end.items():
-            start = before.get((agent, question))
-            if start is not None:
-                n -= start[1]
-                values = [v - s for v, s in zip(values, start[2:], strict=True)]
-            if not n:
-                continue
-            group = (
-                team_of.get(agent, NO_TEAM) if by_team else (question if query.by == "question" else agent)
-            )
-            tally = tallies.get((group or UNKNOWN, period))
-            if tally is None:
-                tally = tallies[(group or UNKNOWN, period)] = Tally()
-            if qtype == "comment":
-                tally.add_answers("comment", {0: n})
-            else:
-                tally.add_answers(qtype, {i: c for i, c in enumerate(values) if c})
-        call_before, call_end = calls.get(a - timedelta(days=1), {}), calls.get(b, {})
-        for agent, end in call_end.items():
-            start = call_before.get(agent)
-            diff = end if start is None else tuple(x - y for x, y in zip(end, start, strict=True))
-            if not any(diff):
-                continue
-            group = team_of.get(agent, NO_TEAM) if by_team else agent
-            tallies.setdefault((group or UNKNOWN, period), Tally()).funnel.add(Funnel(*diff))
+    with engine.connect() as conn:
+        for period, a, b in _buckets(query, first, last):
+            for agent, question, qtype, n, *values in conn.execute(_answer_change(query, a, b)):
+                group = (
+                    team_of.get(agent, NO_TEAM)
+                    if by_team
+                    else (question if query.by == "question" else agent)
+                )
+                tally = tallies.get((group or UNKNOWN, period))
+                if tally is None:
+                    tally = tallies[(group or UNKNOWN, period)] = Tally()
+                if qtype == "comment":
+                    tally.add_answers("comment", {0: n})
+                else:
+                    tally.add_answers(qtype, {i: c for i, c in enumerate(values) if c})
+            if query.by == "question":
+                continue  # calls are not per question: the funnel does not apply
+            for agent, *diff in conn.execute(_call_change(query, a, b)):
+                group = team_of.get(agent, NO_TEAM) if by_team else agent
+                tallies.setdefault((group or UNKNOWN, period), Tally()).funnel.add(Funnel(*diff))
+
+
+def _answer_change(query: ReportQuery, first: date, last: date) -> Any:
+    end, start = AnswerCumulative.__table__.alias("e"), AnswerCumulative.__table__.alias("s")
+    joined = end.outerjoin(
+        start,
+        (start.c.day == first - timedelta(days=1))
+        & (start.c.agent == end.c.agent)
+        & (start.c.question == end.c.question),
+    )
+    where = [end.c.day == last, end.c.n > func.coalesce(start.c.n, 0)]
+    if query.agent is not None:
+        where.append(end.c.agent == query.agent)
+    if query.question is not None:
+        where.append(end.c.question == query.question)
+    moved = [end.c[c] - func.coalesce(start.c[c], 0) for c in ("n", *VALUE_COLUMNS)]
+    return select(end.c.agent, end.c.question, end.c.question_type, *moved).select_from(joined).where(*where)
+
+
+def _call_change(query: ReportQuery, first: date, last: date) -> Any:
+    end, start = CallCumulative.__table__.alias("e"), CallCumulative.__table__.alias("s")
+    joined = end.outerjoin(start, (start.c.day == first - timedelta(days=1)) & (start.c.agent == end.c.agent))
+    # ``handled`` counts every call, so an agent with any change in the range has more handled calls.
+    where = [end.c.day == last, end.c.handled > func.coalesce(start.c.handled, 0)]
+    if query.agent is not None:
+        where.append(end.c.agent == query.agent)
+    moved = [end.c[f] - func.coalesce(start.c[f], 0) for f in FUNNEL_FIELDS]
+    return select(end.c.agent, *moved).select_from(joined).where(*where)
 
 
 def _from_raw_day(
