@@ -179,10 +179,14 @@ class Tally:
     funnel: Funnel = field(default_factory=Funnel)
 
     def add_answers(self, question_type: str, value_counts: Counts) -> None:
+        nonzero = {v: c for v, c in value_counts.items() if c}
         bucket = self.answers.get(question_type)
         if bucket is None:
+            # A new bucket takes the counts as they are: dict.update is C, Counter.update a Python loop.
             bucket = self.answers[question_type] = Counter()
-        bucket.update({v: c for v, c in value_counts.items() if c})
+            dict.update(bucket, nonzero)
+        else:
+            bucket.update(nonzero)
 
     def add(self, other: Tally) -> None:
         for qtype, counts in other.answers.items():

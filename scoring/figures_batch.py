@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import chain
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -95,39 +94,8 @@ class _Builder:
         ]
 
 
-def _plain(cls: type[Any]) -> bool:
-    """True when instances of the frozen dataclass are just their ``__dict__`` (no hooks, no slots)."""
-    return not hasattr(cls, "__post_init__") and not hasattr(cls, "__slots__") and hasattr(cls, "__dict__")
-
-
-_new = object.__new__
-
-
-def _fast_estimate(value: float, low: float, high: float, n: int) -> Estimate:
-    # The frozen dataclass __init__ sets each field through object.__setattr__; filling the instance
-    # dict directly gives an equal object (same fields, eq, hash, repr) in half the time.
-    e = _new(Estimate)
-    d = e.__dict__
-    d["value"] = value
-    d["low"] = low
-    d["high"] = high
-    d["n"] = n
-    return e
-
-
-def _fast_figures(*fields: Any) -> GroupFigures:
-    g = _new(GroupFigures)
-    g.__dict__.update(zip(GROUP_FIELDS, fields, strict=True))
-    return g
-
-
-GROUP_FIELDS = tuple(GroupFigures.__dataclass_fields__)
-_make_estimate: Callable[[float, float, float, int], Estimate] = (
-    _fast_estimate
-    if _plain(Estimate) and tuple(Estimate.__dataclass_fields__) == ("value", "low", "high", "n")
-    else Estimate
-)
-_make_figures: Callable[..., GroupFigures] = _fast_figures if _plain(GroupFigures) else GroupFigures
+_make_estimate: Callable[[float, float, float, int], Estimate] = Estimate
+_make_figures: Callable[..., GroupFigures] = GroupFigures
 
 
 def _wilson(
