@@ -6,6 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from ivr.db import make_engine
@@ -27,16 +29,13 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def schema_is_current(url: str) -> bool:
+    """True when the database is at the newest migration (an older schema lacks tables csat now uses)."""
     engine = make_engine(url)
     try:
-        wanted = {
-            "calls",
-            "answers",
-            "agents",
-            "rollup_answers_daily",
-            "rollup_calls_daily",
-            "alembic_version",
-        }
-        return wanted <= set(inspect(engine).get_table_names())
+        if "alembic_version" not in set(inspect(engine).get_table_names()):
+            return False
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        return current == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     finally:
         engine.dispose()

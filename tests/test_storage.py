@@ -549,3 +549,14 @@ def test_migration_is_at_head_and_rerunning_it_is_harmless(engine: Engine, db_ur
 def test_answers_unique_per_call_and_question_in_the_schema(engine: Engine) -> None:
     uniques = inspect(engine).get_unique_constraints("answers")
     assert [sorted(u["column_names"]) for u in uniques] == [["call_uniqueid", "question"]]
+
+
+def test_an_older_schema_is_not_current(tmp_path: Path) -> None:
+    """csat serve refuses an outdated schema (it would lack the dashboard's tables) until `db upgrade`."""
+    from ivr.migrate import schema_is_current, upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    upgrade(url, "0002")
+    assert not schema_is_current(url)
+    upgrade(url)
+    assert schema_is_current(url)
