@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from ivr.models import Answer, Call
@@ -63,3 +64,15 @@ def list_answers(engine: Engine, limit: int = 10_000) -> list[dict[str, Any]]:
             }
             for a in answers
         ]
+
+
+def calls_with_answers(conn: Connection, ids: Sequence[str]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """The call rows and their answers (in question order) for these call ids, in two queries."""
+    given = conn.execute(
+        select(Answer).where(Answer.call_uniqueid.in_(ids)).order_by(Answer.position)  # type: ignore[attr-defined]
+    ).all()
+    calls = {c.uniqueid: c for c in conn.execute(select(Call).where(Call.uniqueid.in_(ids))).all()}  # type: ignore[attr-defined]
+    answers: dict[str, list[Any]] = {}
+    for a in given:
+        answers.setdefault(a.call_uniqueid, []).append(a)
+    return calls, answers

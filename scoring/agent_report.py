@@ -22,7 +22,8 @@ from fpdf.fonts import FontFace
 from matplotlib.figure import Figure
 from sqlalchemy import Engine, desc, func, select
 
-from ivr.models import Agent, Answer, Call
+from ivr.models import Agent, Answer
+from ivr.queries import calls_with_answers
 from ivr.settings import Settings
 from scoring.pdf_export import BAND_FILL, FONT, HEADER_FILL, ReportPdf, new_figure, style_axes
 from scoring.periods import local_day_bounds, period_start
@@ -184,14 +185,7 @@ def lowest_rated_calls(
     )
     with engine.connect() as conn:
         picked = conn.execute(stmt).all()
-        ids = [p.call_uniqueid for p in picked]
-        given = conn.execute(
-            select(Answer).where(Answer.call_uniqueid.in_(ids)).order_by(Answer.position)  # type: ignore[attr-defined]
-        ).all()
-        calls = {c.uniqueid: c for c in conn.execute(select(Call).where(Call.uniqueid.in_(ids))).all()}  # type: ignore[attr-defined]
-    by_call: dict[str, list[Answer]] = {}
-    for a in given:
-        by_call.setdefault(a.call_uniqueid, []).append(a)
+        calls, by_call = calls_with_answers(conn, [p.call_uniqueid for p in picked])
     out = []
     for p in picked:
         call, answers = calls.get(p.call_uniqueid), by_call.get(p.call_uniqueid, [])

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, case, desc, func, select
 from sqlalchemy.engine import make_url
 
 from ivr.models import Answer, Call
+from ivr.queries import calls_with_answers
 from ivr.settings import ReportBy, ReportPeriod, Settings
 from scoring import rollups
 from scoring.figures import Estimate, GroupFigures, Tally, figures_for
@@ -629,14 +630,7 @@ def agent_calls(
             .limit(per_page)
             .offset((page - 1) * per_page)
         ).all()
-        ids = [p.call_uniqueid for p in picked]
-        given = conn.execute(
-            select(Answer).where(Answer.call_uniqueid.in_(ids)).order_by(Answer.position)  # type: ignore[attr-defined]
-        ).all()
-        calls = {c.uniqueid: c for c in conn.execute(select(Call).where(Call.uniqueid.in_(ids))).all()}  # type: ignore[attr-defined]
-    answers: dict[str, list[Any]] = {}
-    for a in given:
-        answers.setdefault(a.call_uniqueid, []).append(a)
+        calls, answers = calls_with_answers(conn, [p.call_uniqueid for p in picked])
     lines = []
     for p in picked:
         call, mine = calls.get(p.call_uniqueid), answers.get(p.call_uniqueid, [])
